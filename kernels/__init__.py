@@ -1,0 +1,36 @@
+"""Per-party array math over Z_2^64 (no communication), installed as ``secmoe_jax.kernels``."""
+
+from ._fixed import DEFAULT_FRAC_BITS as DEFAULT_FRAC_BITS
+from ._fixed import FixedPointRangeError as FixedPointRangeError
+from ._fixed import decode as decode
+from ._fixed import encode as encode
+from ._fixed import encode_checked as encode_checked
+from ._fixed import max_abs as max_abs
+from ._matmul import BACKENDS as BACKENDS
+from ._matmul import SMALL_MACS as SMALL_MACS
+from ._matmul import chunk_plan as chunk_plan
+from ._matmul import resolve_backend as resolve_backend
+from ._matmul import ring_einsum as ring_einsum
+from ._matmul import ring_matmul as ring_matmul
+from ._matmul import self_test as self_test
+from ._prg import DEFAULT_PRG as DEFAULT_PRG
+from ._prg import Prg as Prg
+from ._prg import ThreefryPrg as ThreefryPrg
+from ._prg import uniform_ring as uniform_ring
+from ._ring import RING_BITS as RING_BITS
+from ._ring import Ring as Ring
+from ._ring import X64Error as X64Error
+from ._ring import add as add
+from ._ring import check_ring as check_ring
+from ._ring import from_signed as from_signed
+from ._ring import msb as msb
+from ._ring import mul as mul
+from ._ring import neg as neg
+from ._ring import require_x64 as require_x64
+from ._ring import ring_const as ring_const
+from ._ring import sar as sar
+from ._ring import shl as shl
+from ._ring import shr as shr
+from ._ring import sub as sub
+from ._ring import to_signed as to_signed
+from ._ring import x64_enabled as x64_enabled

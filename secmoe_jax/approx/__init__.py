@@ -1,0 +1,1 @@
+"""Approximations of nonlinear functions as data plus float references."""

