@@ -1,1 +1,42 @@
-"""Flax models, data and distillation (installed as secmoe_jax.training)."""
+"""secmoe-jax training: Flax models, data, distillation, checkpoints, weight import."""
+
+from ._checkpoint import FORMAT_VERSION as FORMAT_VERSION
+from ._checkpoint import Checkpoint as Checkpoint
+from ._checkpoint import CheckpointError as CheckpointError
+from ._checkpoint import load_checkpoint as load_checkpoint
+from ._checkpoint import read_checkpoint as read_checkpoint
+from ._checkpoint import save_checkpoint as save_checkpoint
+from ._config import STUDENTS as STUDENTS
+from ._config import EncoderConfig as EncoderConfig
+from ._config import MoEConfig as MoEConfig
+from ._config import minilm_l6 as minilm_l6
+from ._config import student_a as student_a
+from ._config import student_b as student_b
+from ._config import student_c as student_c
+from ._config import student_d as student_d
+from ._config import student_e as student_e
+from ._config import tiny as tiny
+from ._data import DataError as DataError
+from ._data import Dataset as Dataset
+from ._data import load_data_file as load_data_file
+from ._data import load_rotten_tomatoes as load_rotten_tomatoes
+from ._data import prune_vocab as prune_vocab
+from ._distill import distill as distill
+from ._distill import init_student_from_teacher as init_student_from_teacher
+from ._distill import layer_map as layer_map
+from ._minilm import MissingAssetError as MissingAssetError
+from ._minilm import Tokenizer as Tokenizer
+from ._minilm import load_minilm as load_minilm
+from ._minilm import minilm_dir as minilm_dir
+from ._model import Encoder as Encoder
+from ._model import EncoderOutput as EncoderOutput
+from ._model import mean_pool as mean_pool
+from ._moe import MoEFFN as MoEFFN
+from ._moe import Routing as Routing
+from ._moe import capacity as capacity
+from ._moe import moe_reference as moe_reference
+from ._moe import route as route
+from ._moe import upcycle as upcycle
+from ._report import render_results_table as render_results_table
+from ._train import TrainConfig as TrainConfig
+from ._train import train_teacher as train_teacher
