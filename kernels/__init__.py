@@ -1,5 +1,14 @@
 """Per-party array math over Z_2^64 (no communication), installed as ``secmoe_jax.kernels``."""
 
+from ._bits import ALL_ONES as ALL_ONES
+from ._bits import WORD_BITS as WORD_BITS
+from ._bits import from_planes as from_planes
+from ._bits import num_words as num_words
+from ._bits import pack_bits as pack_bits
+from ._bits import to_planes as to_planes
+from ._bits import transpose64 as transpose64
+from ._bits import unpack_bits as unpack_bits
+from ._bits import xor_reduce as xor_reduce
 from ._fixed import DEFAULT_FRAC_BITS as DEFAULT_FRAC_BITS
 from ._fixed import FixedPointRangeError as FixedPointRangeError
 from ._fixed import decode as decode

@@ -112,10 +112,12 @@ def _record(label: str, kind: str, leaves: list[jax.Array], senders: tuple[int, 
 
 
 def _leaves(where: str, tree: Any) -> list[jax.Array]:
+    """The leaves to send: ``uint64`` shares, or ``uint32`` words (4 bytes each) for values
+    reduced modulo a power of two ``<= 2^32`` (the sum wraps modulo 2^32)."""
     leaves = jax.tree_util.tree_leaves(tree)
     if not leaves:
         raise ValueError(f"{where}: nothing to send (empty tree)")
-    check_ring(where, *leaves)
+    check_ring(where, *[x for x in leaves if getattr(x, "dtype", None) != jnp.uint32])
     return leaves
 
 
@@ -131,7 +133,8 @@ def open(tree: Any, *, label: str = "open") -> Any:  # noqa: A001 - the protocol
     result is the sum modulo 2^64, identical on both parties.
 
     Args:
-      tree: PyTree of this party's ``uint64`` shares. Every value in it must be masked by fresh
+      tree: PyTree of this party's ``uint64`` shares (or ``uint32`` words of values reduced
+        modulo a power of two, 4 bytes each). Every value in it must be masked by fresh
         dealer randomness; opening an unmasked secret is a leak.
       label: name of the opening in the ledger and in recorded openings.
 

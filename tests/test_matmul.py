@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 from secmoe_jax.kernels import _matmul as mm
 from secmoe_jax.kernels._matmul import (
     BACKENDS,

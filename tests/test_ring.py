@@ -27,7 +27,8 @@ def test_add_sub_mul_wrap_known_answers():
         (x * y) & M64
         for x, y in zip(
             [0xFFFFFFFFFFFFFFFF, 0x8000000000000000, 0x0123456789ABCDEF, 0],
-            [1, 0x8000000000000000, 0xFEDCBA9876543210, 1], strict=False,
+            [1, 0x8000000000000000, 0xFEDCBA9876543210, 1],
+            strict=False,
         )
     ]
     np.testing.assert_array_equal(K.mul(a, b), u64(*prods))

@@ -1,5 +1,7 @@
 """Benchmarks behind ``secmoe bench``: records with exact cost, seconds and error."""
 
+from . import _compare_ops as _compare_ops  # registers compare, relu
+from . import _gelu_ops as _gelu_ops  # registers gelu, silu
 from ._harness import measure as measure
 from ._harness import share_inputs as share_inputs
 from ._ops import OPS as OPS
