@@ -1,5 +1,6 @@
 """Per-party protocols over additive shares (see :mod:`secmoe_jax.runtime`)."""
 
+
 from ._arith import TRUNC_MODES as TRUNC_MODES
 from ._arith import MaskedWeight as MaskedWeight
 from ._arith import add as add
@@ -11,6 +12,7 @@ from ._arith import einsum_shape as einsum_shape
 from ._arith import einsum_weight as einsum_weight
 from ._arith import is_party0 as is_party0
 from ._arith import mask_weight as mask_weight
+from ._arith import mask_weights as mask_weights
 from ._arith import matmul as matmul
 from ._arith import matmul_weight as matmul_weight
 from ._arith import mul as mul
@@ -37,6 +39,16 @@ from ._gelu import SILU_VARIANTS as SILU_VARIANTS
 from ._gelu import gelu as gelu
 from ._gelu import gelu_quad as gelu_quad
 from ._gelu import silu as silu
+from ._iterative import METHODS as METHODS
+from ._iterative import Circuit as Circuit
+from ._iterative import effective_bound as effective_bound
+from ._iterative import exp as exp
+from ._iterative import local_failure_probability as local_failure_probability
+from ._iterative import reciprocal as reciprocal
+from ._iterative import rsqrt as rsqrt
+from ._iterative import truncation_budget as truncation_budget
+from ._iterative import truncation_sites as truncation_sites
+from ._layernorm import layernorm as layernorm
 from ._piecewise import STRATEGIES as STRATEGIES
 from ._piecewise import onehot_from_indicators as onehot_from_indicators
 from ._piecewise import piecewise as piecewise
@@ -46,3 +58,7 @@ from ._piecewise import poly_eval_secret_coeffs as poly_eval_secret_coeffs
 from ._piecewise import powers as powers
 from ._piecewise import select_coefficients as select_coefficients
 from ._piecewise import uses_fast_path as uses_fast_path
+from ._softmax import SOFTMAX_VARIANTS as SOFTMAX_VARIANTS
+from ._softmax import default_quad_bound as default_quad_bound
+from ._softmax import softmax as softmax
+from ._softmax import tournament_max as tournament_max
