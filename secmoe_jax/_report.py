@@ -150,6 +150,8 @@ def render_benchmarks(results: dict[str, list[dict[str, Any]]]) -> str:
         out += [f"## {name}", ""]
         if meta.get("command"):
             out += [f"Command: `{meta['command']}`", ""]
+        if meta.get("machine"):
+            out += [f"Machine: {meta['machine']} ({meta.get('date', 'date not recorded')}).", ""]
         ratio = any("float64_seconds" in r for r in records)
         head = "| op | variant | shape | online MB | rounds | offline MB | seconds | dealer s "
         head += "| max abs err | LAN s | WAN s |"

@@ -160,6 +160,66 @@ def cmd_bench_ops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        out = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return out
+
+
+def cmd_bench_moe(args: argparse.Namespace) -> int:
+    from .bench._moe_bench import moe_records
+    from .protocols import MOE_STRATEGIES
+
+    strategies = [s.strip() for s in args.strategy.split(",") if s.strip()]
+    bad = [s for s in strategies if s not in MOE_STRATEGIES]
+    if bad:
+        print(
+            f"secmoe bench moe: unknown strategy {bad}; use {','.join(MOE_STRATEGIES)}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.top_k not in (1, 2) or args.top_k > min(args.experts):
+        print(
+            "secmoe bench moe: --top-k must be 1 or 2 and at most the number of experts",
+            file=sys.stderr,
+        )
+        return 2
+    records = moe_records(
+        experts=args.experts,
+        tokens=args.tokens,
+        d_model=args.d_model,
+        d_ff=args.d_ff,
+        top_k=args.top_k,
+        strategies=strategies,
+        capacity_factor=args.capacity_factor,
+        repeats=args.repeats,
+        ffn=args.ffn,
+        max_offline_gb=args.max_offline_gb,
+    )
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(records, fh, indent=2)
+    if args.json:
+        _print_json(records)
+    else:
+        for r in records:
+            if "skipped" in r:
+                print(f"{r['strategy']:9s} E={r['experts']:4d} skipped: {r['skipped']}")
+                continue
+            print(
+                f"{r['strategy']:9s} E={r['experts']:4d} {r['online_bytes'] / 1e6:10.2f} MB "
+                f"{r['rounds']:4d} rd {r['seconds']:8.3f} s dealer {r['dealer_seconds']:7.3f} s "
+                f"err {r['max_abs_err']:.2e}"
+            )
+    return 0
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     from ._report import write_docs
 
@@ -213,6 +273,51 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="also write the records to this JSON file")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_bench_ops)
+
+    b = bsub.add_parser(
+        "moe",
+        help="the secure MoE layer's three strategies as experts grow",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="One record per (strategy, experts): strategy, experts, tokens, d_model, "
+        "d_ff, top_k, online_bytes, rounds, offline_bytes, seconds, dealer_seconds, "
+        "max_abs_err against the float reference. Weights are shared and masked once, "
+        "outside the timed region. Configurations whose dealer material would not fit in "
+        "memory are skipped with the reason recorded.",
+        epilog="example:\n  secmoe bench moe --experts 8,16,32,64,128 --tokens 128 --d-model 256 "
+        "--d-ff 1024 --top-k 1 --strategy stc,dispatch --json",
+    )
+    b.add_argument("--experts", type=_int_list, default=[8, 16], help="e.g. 8,16,32,64,128")
+    b.add_argument("--tokens", type=int, default=128, help="tokens T per group (default 128)")
+    b.add_argument("--d-model", type=int, default=256, help="model width d (default 256)")
+    b.add_argument("--d-ff", type=int, default=1024, help="expert FFN width f (default 1024)")
+    b.add_argument("--top-k", type=int, default=1, help="experts per token: 1 or 2")
+    b.add_argument(
+        "--strategy",
+        default="all,stc,dispatch",
+        help="comma-separated subset of all, stc, dispatch",
+    )
+    b.add_argument(
+        "--capacity-factor",
+        type=float,
+        default=1.0,
+        help="expert capacity factor c: C = ceil(c T k / E) (default 1.0)",
+    )
+    b.add_argument(
+        "--ffn",
+        default="gelu",
+        choices=("gelu", "geglu", "swiglu"),
+        help="expert body (default gelu)",
+    )
+    b.add_argument("--repeats", type=int, default=3, help="timed runs per record (median)")
+    b.add_argument(
+        "--max-offline-gb",
+        type=float,
+        default=6.0,
+        help="skip configurations whose dealer material exceeds this (both parties)",
+    )
+    b.add_argument("--json", action="store_true", help="print the records as JSON")
+    b.add_argument("--out", help="also write the records to this JSON file")
+    b.set_defaults(func=cmd_bench_moe)
 
     p = sub.add_parser(
         "docs",

@@ -29,7 +29,7 @@ def test_readme_opens_with_the_two_commands():
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["doctor"], ["bench"], ["bench", "ops"], ["docs"]],
+    [[], ["doctor"], ["bench"], ["bench", "ops"], ["bench", "moe"], ["docs"], ["train"]],
 )
 def test_every_command_has_help(argv, capsys):
     from secmoe_jax.cli import main

@@ -1,6 +1,7 @@
 """Per-party protocols over additive shares (see :mod:`secmoe_jax.runtime`)."""
 
 
+
 from ._arith import TRUNC_MODES as TRUNC_MODES
 from ._arith import MaskedWeight as MaskedWeight
 from ._arith import add as add
@@ -49,6 +50,16 @@ from ._iterative import rsqrt as rsqrt
 from ._iterative import truncation_budget as truncation_budget
 from ._iterative import truncation_sites as truncation_sites
 from ._layernorm import layernorm as layernorm
+from ._moe import FFN_KINDS as FFN_KINDS
+from ._moe import MOE_STRATEGIES as MOE_STRATEGIES
+from ._moe import WEIGHT_NAMES as WEIGHT_NAMES
+from ._moe import MoELayerConfig as MoELayerConfig
+from ._moe import MoEWeights as MoEWeights
+from ._moe import moe_experts as moe_experts
+from ._moe import moe_layer as moe_layer
+from ._moe import moe_route as moe_route
+from ._moe import route as route
+from ._moe import setup_moe as setup_moe
 from ._piecewise import STRATEGIES as STRATEGIES
 from ._piecewise import onehot_from_indicators as onehot_from_indicators
 from ._piecewise import piecewise as piecewise
@@ -62,3 +73,9 @@ from ._softmax import SOFTMAX_VARIANTS as SOFTMAX_VARIANTS
 from ._softmax import default_quad_bound as default_quad_bound
 from ._softmax import softmax as softmax
 from ._softmax import tournament_max as tournament_max
+from ._topk import TOPK_BIG as TOPK_BIG
+from ._topk import exact_gate_weights as exact_gate_weights
+from ._topk import gate_weights as gate_weights
+from ._topk import renorm_iters as renorm_iters
+from ._topk import router_scores as router_scores
+from ._topk import top_k_onehot as top_k_onehot
