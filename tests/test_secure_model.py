@@ -14,7 +14,13 @@ from secmoe_jax.training._checkpoint import params_to_flat
 @pytest.fixture(scope="module")
 def tiny_model():
     cfg = dataclasses.replace(
-        tiny(), vocab_size=40, hidden=16, heads=2, ffn=32, layers=1, gelu="secmoe6",
+        tiny(),
+        vocab_size=40,
+        hidden=16,
+        heads=2,
+        ffn=32,
+        layers=1,
+        gelu="secmoe6",
         softmax="2quad",
     )
     return cfg, Encoder(cfg, rngs=nnx.Rngs(0))
