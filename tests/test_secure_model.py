@@ -55,3 +55,28 @@ def test_bad_inputs_are_rejected(tiny_model):
         secure.logits(np.array([1, 2]), np.ones(2))
     with pytest.raises(ValueError, match="moe_strategy"):
         SecureOptions(moe_strategy="nope")
+
+
+@pytest.mark.parametrize("strategy", ["dispatch"])
+def test_private_moe_model_matches_plaintext(strategy):
+    from secmoe_jax.training import MoEConfig
+
+    cfg = dataclasses.replace(
+        tiny(),
+        vocab_size=30,
+        hidden=8,
+        heads=2,
+        ffn=16,
+        layers=1,
+        gelu="secmoe6",
+        softmax="2quad",
+        moe=MoEConfig(experts=3, top_k=1, capacity_factor=2.0),
+    )
+    model = Encoder(cfg, rngs=nnx.Rngs(1))
+    secure = SecureModel(cfg, params_to_flat(model), opts=SecureOptions(moe_strategy=strategy))
+    ids = np.random.default_rng(2).integers(1, cfg.vocab_size, size=(1, 5))
+    mask = np.ones((1, 5), np.int32)
+    got = secure.logits(ids, mask)
+    ref = np.asarray(model(ids, mask).logits)
+    # the router's limit-form exp adds up to ~5e-3 to the gates (see protocols._topk)
+    np.testing.assert_allclose(got, ref, atol=2e-2)

@@ -196,16 +196,11 @@ def forward(
             act = pr.gelu(hid, mat, variant=gelu, strategy=opts.gelu_strategy, frac_bits=f)
             ff = _linear(act, weights, f"{p}/output", mat, f)
         else:
-            m = cfg.moe
-            mcfg = pr.MoELayerConfig(
-                experts=m.experts,
-                top_k=m.top_k,
-                capacity_factor=m.capacity_factor,
+            mcfg = pr.MoELayerConfig.from_encoder(
+                cfg,
                 strategy=opts.moe_strategy,
-                ffn=m.ffn_kind,
-                router=m.router,
-                softmax_c=cfg.softmax_c,
                 gelu=gelu,
+                silu="six" if cfg.silu == "exact" else cfg.silu,  # the protocol's SiLU
                 act_strategy=opts.gelu_strategy,
                 frac_bits=f,
             )
