@@ -21,6 +21,7 @@ per-query traffic does not grow with the weights.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -150,10 +151,15 @@ class Plan:
         return sum(item_bytes(s) for s in self.shapes())
 
     def summary(self) -> dict[str, int]:
-        """Number of items per kind."""
+        """Number of items per kind (a scanned block's items counted once per iteration)."""
         out: dict[str, int] = {}
         for r in self.requests:
-            out[r.kind] = out.get(r.kind, 0) + 1
+            if r.kind == "scan":  # protocols.scan: a sub-plan generated `length` times
+                kw = r.kwargs()
+                for k, n in kw["plan"].summary().items():
+                    out[k] = out.get(k, 0) + n * kw["length"]
+            else:
+                out[r.kind] = out.get(r.kind, 0) + 1
         return out
 
 
@@ -238,6 +244,41 @@ def generate(plan: Plan, keys: DealerKeys) -> list[Any]:
     for i, req in enumerate(plan.requests):
         item_key = jax.random.fold_in(keys.query, i)
         out.append(kind(req.kind).generate(item_key, keys.weights, **req.kwargs()))
+    return out
+
+
+@functools.cache
+def _jitted(kind_name: str, params: tuple[tuple[str, Any], ...]) -> Callable[..., Any]:
+    gen = kind(kind_name).generate
+    return jax.jit(lambda key, weights_key: gen(key, weights_key, **dict(params)))
+
+
+def generate_items(plan: Plan, keys: DealerKeys) -> list[Any]:
+    """Like :func:`generate` (bit-identical items), one compiled generator per distinct request.
+
+    :func:`generate` traces the whole plan into one program, whose compile time grows with the
+    number of items; here every distinct ``(kind, params)`` is compiled once and reused (the
+    items of a Transformer repeat a handful of shapes), and a scanned block's items
+    (:func:`secmoe_jax.protocols.scan`) are generated iteration by iteration and stacked. Used
+    by :meth:`secmoe_jax.runtime.Program.material`.
+    """
+    out = []
+    for i, req in enumerate(plan.requests):
+        item_key = jax.random.fold_in(keys.query, i)
+        if req.kind == "scan":
+            kw = req.kwargs()
+            per_iter = [
+                generate_items(
+                    kw["plan"],
+                    DealerKeys(
+                        jax.random.fold_in(item_key, j), jax.random.fold_in(keys.weights, j)
+                    ),
+                )
+                for j in range(kw["length"])
+            ]
+            out.append(jax.tree.map(lambda *a: jnp.stack(a, axis=1), *per_iter))
+        else:
+            out.append(_jitted(req.kind, req.params)(item_key, keys.weights))
     return out
 
 

@@ -215,7 +215,6 @@ class Program:
             self._mesh = Mesh(np.array(devs[:2]), (comm.AXIS,))
         self._run_jit = jax.jit(self._run, static_argnums=0)
         self._online_jit = jax.jit(self._online, static_argnums=0)
-        self._material_jit = jax.jit(_dealer.generate, static_argnums=0)
 
     # -- planning ---------------------------------------------------------------------------
     def _trace(self, args: Sequence[Any], led: comm.Ledger | None) -> _dealer.Plan:
@@ -303,11 +302,16 @@ class Program:
             return self._finish(plan, self._run_jit(plan, keys, tuple(args)))
 
     def material(self, keys: _dealer.DealerKeys | jax.Array, *args: Any) -> list[Any]:
-        """The dealer phase alone: both parties' material for inputs shaped like ``args``."""
+        """The dealer phase alone: both parties' material for inputs shaped like ``args``.
+
+        Each distinct kind of item is compiled once (:func:`dealer.generate_items`), so a deep
+        model's material compiles in the time of its distinct item shapes; the items are
+        bit-identical to those of ``__call__``'s single program.
+        """
         keys = as_keys(keys)
         plan = self.plan(*args)
         with jax.enable_x64(True):
-            return self._material_jit(plan, keys)
+            return _dealer.generate_items(plan, keys)
 
     def online(self, material: list[Any], *args: Any) -> Any:
         """The online phase alone, consuming ``material`` from :meth:`material`."""

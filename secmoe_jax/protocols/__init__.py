@@ -1,7 +1,5 @@
 """Per-party protocols over additive shares (see :mod:`secmoe_jax.runtime`)."""
 
-
-
 from ._arith import TRUNC_MODES as TRUNC_MODES
 from ._arith import MaskedWeight as MaskedWeight
 from ._arith import add as add
@@ -69,6 +67,7 @@ from ._piecewise import poly_eval_secret_coeffs as poly_eval_secret_coeffs
 from ._piecewise import powers as powers
 from ._piecewise import select_coefficients as select_coefficients
 from ._piecewise import uses_fast_path as uses_fast_path
+from ._scan import scan as scan
 from ._softmax import SOFTMAX_VARIANTS as SOFTMAX_VARIANTS
 from ._softmax import default_quad_bound as default_quad_bound
 from ._softmax import softmax as softmax
