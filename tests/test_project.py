@@ -21,7 +21,7 @@ def test_readme_example_runs():
 def test_readme_opens_with_the_two_commands():
     text = (ROOT / "README.md").read_text()
     first = re.search(r"```bash\n(.*?)```", text, re.S).group(1).strip().splitlines()
-    assert first[0].startswith("bash scripts/install.sh &&")
+    assert first[0].startswith("bash scripts/install.sh && secmoe demo")
     assert "pytest" in first[1]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "bash scripts/install.sh --dev" in ci and "pytest" in ci

@@ -26,6 +26,7 @@ Layer by layer (post-LN BERT/MiniLM, as :class:`secmoe_jax.training.Encoder`):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -39,6 +40,17 @@ from ..kernels import DEFAULT_FRAC_BITS, Ring
 from ..runtime import Cost, Program, share
 
 EMBEDDINGS = ("private", "public")
+
+
+def bucket_length(longest: int, max_len: int) -> int:
+    """Padded sequence length for ``longest`` real tokens: the next multiple of 16, capped at
+    ``max_len`` (one compiled program per bucket)."""
+    return int(min(max_len, max(16, 16 * -(-longest // 16))))
+
+
+def _softmax(v: np.ndarray) -> np.ndarray:
+    e = np.exp(v - np.max(v))
+    return e / e.sum()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,14 +87,21 @@ class SecureOptions:
 
 
 def _dense_names(cfg: Any, embedding: str) -> list[str]:
+    """Top-level weight matrices masked once at setup (the layers' are in :func:`_layer_dense`)."""
     names = ["embeddings/word_embeddings/embedding"] if embedding == "private" else []
-    for i in range(cfg.layers):
-        p = f"layers/{i}"
-        names += [f"{p}/qkv/kernel", f"{p}/attention_output/kernel"]
-        if cfg.moe is None:
-            names += [f"{p}/intermediate/kernel", f"{p}/output/kernel"]
     if cfg.num_labels > 0:
         names.append("classifier/kernel")
+    return names
+
+
+LAYER_MASK_IDS = 5000  # offset of the layers' mask ids inside a deployment's id block
+
+
+def _layer_dense(cfg: Any) -> list[str]:
+    """One layer's weight matrices (names relative to the layer)."""
+    names = ["qkv/kernel", "attention_output/kernel"]
+    if cfg.moe is None:
+        names += ["intermediate/kernel", "output/kernel"]
     return names
 
 
@@ -92,6 +111,8 @@ def prepare_params(cfg: Any, flat: dict[str, np.ndarray]) -> dict[str, np.ndarra
     * Q, K, V are concatenated into one ``qkv`` kernel ``[D, 3D]`` (one product per layer), with
       ``1/sqrt(d_head)`` folded into the query columns and bias.
     * The token-type row 0 is added to every position row (the client sends type 0 only).
+    * Every layer parameter ``layers/<i>/<name>`` becomes ``layers/<name>`` stacked ``[L, ...]``
+      (the layers run as one scanned block, :func:`protocols.scan`).
     """
     out = {k: np.asarray(v, np.float64) for k, v in flat.items()}
     scale = 1.0 / np.sqrt(cfg.hidden // cfg.heads)
@@ -105,31 +126,123 @@ def prepare_params(cfg: Any, flat: dict[str, np.ndarray]) -> dict[str, np.ndarra
     pos = out.pop("embeddings/position_embeddings/embedding")
     types = out.pop("embeddings/token_type_embeddings/embedding")
     out["embeddings/position_type"] = pos + types[0]
+    # the layers' parameters stacked along a leading layer axis: "layers/<name>" [L, ...]
+    per_layer = [
+        {k[len(f"layers/{i}/") :]: out.pop(k) for k in list(out) if k.startswith(f"layers/{i}/")}
+        for i in range(cfg.layers)
+    ]
+    for name in per_layer[0]:
+        out[f"layers/{name}"] = np.stack([lp[name] for lp in per_layer])
     return out
 
 
 def setup_fn(
     params: dict[str, Ring], mat: Material, *, cfg: Any, base_id: int, embedding: str
 ) -> dict:
-    """Per-party setup: mask every weight matrix once (one opening for all dense kernels)."""
+    """Per-party setup: mask every weight matrix once.
+
+    The top-level matrices (embedding table, classifier) are masked in one opening; the layers'
+    in one scanned block (:func:`protocols.scan`, one opening per layer), so that layer ``l``'s
+    masks come from the dealer's weights key of iteration ``l`` and match the forward block.
+
+    Returns:
+      This party's weights: top-level entries by name, and ``"layers"``: a dict of the layers'
+      entries stacked along the layer axis (masked matrices, biases, norms, MoE weights).
+    """
     dense = _dense_names(cfg, embedding)
     masked = pr.mask_weights({n: params[n] for n in dense}, mat, base_id=base_id)
     out: dict[str, Any] = dict(masked)
     for name, value in params.items():
-        if name not in masked and "/moe/" not in name:
+        if name not in masked and not name.startswith("layers/"):
             out[name] = value
-    for i in range(cfg.layers if cfg.moe is not None else 0):
-        p = f"layers/{i}/moe/"
-        moe_params = {k[len(p) :]: v for k, v in params.items() if k.startswith(p)}
-        out[f"layers/{i}/moe"] = pr.setup_moe(
-            moe_params, mat, mask_ids=base_id + len(dense) + 16 * i
-        )
+    stacked = {k[len("layers/") :]: v for k, v in params.items() if k.startswith("layers/")}
+    layer_dense = _layer_dense(cfg)
+
+    def layer_setup(carry, lp, m):
+        ids = base_id + LAYER_MASK_IDS  # distinct from the top-level ids of this deployment
+        w: dict[str, Any] = dict(pr.mask_weights({n: lp[n] for n in layer_dense}, m, base_id=ids))
+        for name, value in lp.items():
+            if name not in w and not name.startswith("moe/"):
+                w[name] = value
+        if cfg.moe is not None:
+            moe = {k[len("moe/") :]: v for k, v in lp.items() if k.startswith("moe/")}
+            w["moe"] = pr.setup_moe(moe, m, mask_ids=ids + len(layer_dense))
+        return carry, w
+
+    _, out["layers"] = pr.scan(layer_setup, None, stacked, mat, length=cfg.layers)
     return out
 
 
 def _linear(x: Ring, weights: dict, name: str, mat: Material, frac_bits: int) -> Ring:
     y = pr.matmul_weight(x, weights[f"{name}/kernel"], mat, frac_bits=frac_bits)
     return y + weights[f"{name}/bias"]
+
+
+def encoder_layer(
+    x: Ring,
+    keep: jax.Array,
+    weights: dict,
+    mat: Material,
+    *,
+    cfg: Any,
+    opts: SecureOptions,
+) -> Ring:
+    """Per-party shares of one post-LN encoder layer ``[B, T, D] -> [B, T, D]``.
+
+    Args:
+      x: ``uint64[B, T, D]`` shares at ``opts.frac_bits``.
+      keep: PUBLIC ``bool[B, T]`` padding mask (True = real token).
+      weights: this party's weights of THIS layer (one slice of ``setup_fn(...)["layers"]``).
+      cfg: the model's ``EncoderConfig``; opts: :class:`SecureOptions`.
+
+    Steps (module docstring): fused QKV product with masked weights, ``Q K^T`` (Beaver
+    einsum), softmax with the padding mask, ``P V``, output projection, residual + LayerNorm,
+    dense GeLU FFN or :func:`protocols.moe_layer` per sequence, residual + LayerNorm.
+    """
+    f = opts.frac_bits
+    b, t = keep.shape
+    ln = dict(eps=cfg.layer_norm_eps, frac_bits=f)
+    h, dh = cfg.heads, cfg.hidden // cfg.heads
+    gelu = opts.gelu_variant(cfg.gelu)
+    qkv = _linear(x, weights, "qkv", mat, f).reshape(b, t, 3, h, dh)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    scores = pr.einsum("bthd,bshd->bhts", q, k, mat, frac_bits=f)
+    probs = pr.softmax(
+        scores,
+        mat,
+        variant=cfg.softmax,
+        axis=-1,
+        mask=keep[:, None, None, :],
+        c=cfg.softmax_c,
+        frac_bits=f,
+    )
+    ctx = pr.einsum("bhts,bshd->bthd", probs, v, mat, frac_bits=f).reshape(b, t, h * dh)
+    attn = _linear(ctx, weights, "attention_output", mat, f)
+    x = pr.layernorm(
+        x + attn,
+        weights["attention_norm/scale"],
+        weights["attention_norm/bias"],
+        mat,
+        **ln,
+    )
+    if cfg.moe is None:
+        hid = _linear(x, weights, "intermediate", mat, f)
+        act = pr.gelu(hid, mat, variant=gelu, strategy=opts.gelu_strategy, frac_bits=f)
+        ff = _linear(act, weights, "output", mat, f)
+    else:
+        mcfg = pr.MoELayerConfig.from_encoder(
+            cfg,
+            strategy=opts.moe_strategy,
+            gelu=gelu,
+            silu="six" if cfg.silu == "exact" else cfg.silu,  # the protocol's SiLU
+            act_strategy=opts.gelu_strategy,
+            frac_bits=f,
+        )
+        ff = jnp.stack(
+            [pr.moe_layer(x[j], weights["moe"], mat, cfg=mcfg, mask=keep[j]) for j in range(b)]
+        )
+    x = pr.layernorm(x + ff, weights["output_norm/scale"], weights["output_norm/bias"], mat, **ln)
+    return x
 
 
 def forward(
@@ -166,53 +279,11 @@ def forward(
         x, weights["embeddings/layer_norm/scale"], weights["embeddings/layer_norm/bias"], mat, **ln
     )
     keep = mask.astype(bool)
-    h, dh = cfg.heads, cfg.hidden // cfg.heads
-    gelu = opts.gelu_variant(cfg.gelu)
-    for i in range(cfg.layers):
-        p = f"layers/{i}"
-        qkv = _linear(x, weights, f"{p}/qkv", mat, f).reshape(b, t, 3, h, dh)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        scores = pr.einsum("bthd,bshd->bhts", q, k, mat, frac_bits=f)
-        probs = pr.softmax(
-            scores,
-            mat,
-            variant=cfg.softmax,
-            axis=-1,
-            mask=keep[:, None, None, :],
-            c=cfg.softmax_c,
-            frac_bits=f,
-        )
-        ctx = pr.einsum("bhts,bshd->bthd", probs, v, mat, frac_bits=f).reshape(b, t, h * dh)
-        attn = _linear(ctx, weights, f"{p}/attention_output", mat, f)
-        x = pr.layernorm(
-            x + attn,
-            weights[f"{p}/attention_norm/scale"],
-            weights[f"{p}/attention_norm/bias"],
-            mat,
-            **ln,
-        )
-        if cfg.moe is None:
-            hid = _linear(x, weights, f"{p}/intermediate", mat, f)
-            act = pr.gelu(hid, mat, variant=gelu, strategy=opts.gelu_strategy, frac_bits=f)
-            ff = _linear(act, weights, f"{p}/output", mat, f)
-        else:
-            mcfg = pr.MoELayerConfig.from_encoder(
-                cfg,
-                strategy=opts.moe_strategy,
-                gelu=gelu,
-                silu="six" if cfg.silu == "exact" else cfg.silu,  # the protocol's SiLU
-                act_strategy=opts.gelu_strategy,
-                frac_bits=f,
-            )
-            ff = jnp.stack(
-                [
-                    pr.moe_layer(x[j], weights[f"{p}/moe"], mat, cfg=mcfg, mask=keep[j])
-                    for j in range(b)
-                ]
-            )
-        x = pr.layernorm(
-            x + ff, weights[f"{p}/output_norm/scale"], weights[f"{p}/output_norm/bias"], mat, **ln
-        )
+
+    def layer(x, lw, m):
+        return encoder_layer(x, keep, lw, m, cfg=cfg, opts=opts), None
+
+    x, _ = pr.scan(layer, x, weights["layers"], mat, length=cfg.layers)
     # mean pooling over the real tokens: the counts are public
     counts = jnp.maximum(jnp.sum(mask, axis=1), 1).astype(jnp.float64)
     summed = jnp.sum(x * mask[:, :, None].astype(jnp.uint64), axis=1)
@@ -276,7 +347,79 @@ class SecureModel:
         cfg = EncoderConfig.from_dict(meta["config"])
         model = cls(cfg, flat, label_names=tuple(meta.get("label_names", ())), **kwargs)
         model.meta, model.vocab_map = meta, vocab_map
+        model.max_len = int(meta["tokenizer"]["max_len"])
+        model._float_params = flat
         return model
+
+    # ---------------------------------------------------------------------------------------
+    # text in, predictions out (the client's side: tokenization and decoding are local)
+    # ---------------------------------------------------------------------------------------
+    meta: dict[str, Any] = {}
+    vocab_map: np.ndarray | None = None
+    max_len: int = 128
+    _float_params: dict[str, np.ndarray] | None = None
+    _tokenizer: Any = None
+    _plain: Any = None
+    last_timing: dict[str, float] = {}
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Tokenizes on the client: ``(ids, mask)`` ``[N, T]`` with ``T`` the longest text
+        rounded up to a multiple of 16 (at most the checkpoint's ``max_len``), so that a few
+        compiled programs serve every query."""
+        if isinstance(texts, str):
+            raise TypeError("encode: pass a list of texts, not a single string")
+        texts = list(texts)
+        if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
+            raise ValueError("encode: every text must be a non-empty string")
+        if self._tokenizer is None:
+            from ..training import Tokenizer
+
+            self._tokenizer = Tokenizer(self.max_len, vocab_map=self.vocab_map)
+        ids, mask = self._tokenizer.encode(texts)
+        t = bucket_length(int(mask.sum(1).max()), self.max_len)
+        return ids[:, :t], mask[:, :t]
+
+    def plaintext_logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The same checkpoint evaluated in the clear (float32 Flax model): the reference the
+        private logits are checked against."""
+        if self._float_params is None:
+            raise RuntimeError("plaintext_logits needs a model built by from_checkpoint")
+        if self._plain is None:
+            from flax import nnx
+
+            from ..training._checkpoint import flat_to_model
+
+            flat32 = {k: np.asarray(v, np.float32) for k, v in self._float_params.items()}
+            graph, state = nnx.split(flat_to_model(self.cfg, flat32))
+            fn = jax.jit(lambda st, i, m: nnx.merge(graph, st)(i, m).logits)
+            self._plain = (fn, state)
+        fn, state = self._plain
+        return np.asarray(fn(state, jnp.asarray(ids), jnp.asarray(mask)), np.float64)
+
+    def classify(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """Private classification of ``texts`` in one batch: per text the predicted label, the
+        private logits, the plaintext logits and prediction of the same model, and whether
+        they agree."""
+        ids, mask = self.encode(texts)
+        private = self.logits(ids, mask)
+        plain = self.plaintext_logits(ids, mask)
+        names = self.label_names or tuple(str(i) for i in range(private.shape[1]))
+        out = []
+        for text, lp, lq in zip(texts, private, plain, strict=True):
+            i, j = int(np.argmax(lp)), int(np.argmax(lq))
+            out.append(
+                {
+                    "text": text,
+                    "label": names[i],
+                    "probability": float(_softmax(lp)[i]),
+                    "private_logits": [float(v) for v in lp],
+                    "plaintext_logits": [float(v) for v in lq],
+                    "plaintext_label": names[j],
+                    "agree": i == j,
+                    "max_logit_diff": float(np.max(np.abs(lp - lq))),
+                }
+            )
+        return out
 
     def _inputs(self, ids: np.ndarray, mask: np.ndarray) -> tuple[jax.Array, jax.Array]:
         import secrets
@@ -300,8 +443,20 @@ class SecureModel:
 
     def logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Private logits ``[B, labels]`` (what the client decodes from its revealed shares)."""
+        import time
+
         tokens, mask2 = self._inputs(ids, mask)
-        out = self.program(self.dealer.next_keys(), tokens, mask2, self.weights)
+        t0 = time.perf_counter()
+        # the dealer's phase (deployed: ahead of time, shipped to the parties), then the
+        # parties' online phase; timed separately (compilation included on a first call)
+        mat = self.program.material(self.dealer.next_keys(), tokens, mask2, self.weights)
+        jax.block_until_ready(mat)
+        t1 = time.perf_counter()
+        out = jax.block_until_ready(self.program.online(mat, tokens, mask2, self.weights))
+        self.last_timing = {
+            "dealer_seconds": t1 - t0,
+            "online_seconds": time.perf_counter() - t1,
+        }
         with jax.enable_x64(True):
             from ..kernels import decode
 

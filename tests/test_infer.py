@@ -1,0 +1,150 @@
+"""Private inference from text: `secmoe demo`, `infer`, `eval` on a small checkpoint."""
+
+import json
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from secmoe_jax import assets, cli
+from secmoe_jax._cli_infer import DEMO_TEXTS
+from secmoe_jax.secure import SecureModel, bucket_length, evaluate
+from secmoe_jax.training import Encoder, Tokenizer, prune_vocab, save_checkpoint, tiny
+from secmoe_jax.training._checkpoint import flat_to_model, params_to_flat
+
+TEXTS = list(DEMO_TEXTS) + ["good", "bad movie", "a film", "not good at all, really"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A 1-layer pruned-vocabulary student with float16 weights and confident logits."""
+    ids, _ = Tokenizer(32).encode(TEXTS)
+    vocab_map = prune_vocab([ids], 30522)
+    cfg = tiny(vocab_size=len(vocab_map)).replace(
+        hidden=16, heads=2, ffn=32, layers=1, gelu="secmoe6", softmax="2quad"
+    )
+    flat = params_to_flat(Encoder(cfg, rngs=nnx.Rngs(3)))
+    flat["classifier/kernel"] = flat["classifier/kernel"] * 20.0  # clear margins
+    model = flat_to_model(cfg, flat)
+    path = tmp_path_factory.mktemp("ckpt") / "model.npz"
+    save_checkpoint(
+        path,
+        model,
+        tokenizer_max_len=32,
+        label_names=("rotten", "fresh"),
+        vocab_map=vocab_map,
+        dtype="float16",
+        extra={"student": "test"},
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def secure(checkpoint):
+    """One deployment shared by the tests: every distinct (batch, length) compiles once."""
+    return SecureModel.from_checkpoint(str(checkpoint))
+
+
+def test_bucket_length():
+    assert [bucket_length(n, 64) for n in (1, 16, 17, 33, 64, 90)] == [16, 16, 32, 48, 64, 64]
+
+
+def test_classify_matches_plaintext(secure):
+    model = secure
+    preds = model.classify(TEXTS[:4])
+    assert [p["text"] for p in preds] == TEXTS[:4]
+    for p in preds:
+        assert p["label"] in ("rotten", "fresh")
+        # one layer of fixed-point ops: ~1e-3 absolute on logits of size ~10
+        assert p["max_logit_diff"] < 2e-2
+        assert p["agree"]
+    with pytest.raises(ValueError, match="non-empty"):
+        model.encode(["fine", "  "])
+    with pytest.raises(TypeError, match="list of texts"):
+        model.encode("a single string")
+
+
+def test_evaluate_reports_accuracy_and_cost(secure):
+    model = secure
+    labels = [1, 0, 1, 0, 1, 0, 1]
+    seen = []
+    res = evaluate(model, TEXTS[:7], labels, batch_size=4, progress=seen.append)
+    assert sum(seen) == 7 and res["batches"] == 2 and res["examples"] == 7
+    assert res["agreement"] == 1.0
+    assert res["private_accuracy"] == res["plaintext_accuracy"]
+    assert 0.0 <= res["private_accuracy"] <= 1.0
+    # batches of the sorted lengths: 4 short texts (16 tokens), then 3 long ones + a filler
+    _, mask = model.encode(TEXTS[:7])
+    lengths = np.sort(mask.sum(1))
+    shapes = [(4, bucket_length(lengths[3], 32)), (4, bucket_length(lengths[6], 32))]
+    costs = [model.cost(*s) for s in shapes]
+    assert res["rounds"] == max(c.rounds for c in costs)
+    per_example = sum(c.online_bytes for c in costs) / 8
+    assert res["online_bytes_per_example"] == pytest.approx(per_example)
+    assert res["seconds_per_example"] > 0
+    with pytest.raises(ValueError, match="labels"):
+        evaluate(model, TEXTS[:2], [0], batch_size=2)
+
+
+def test_cli_infer_and_demo_json(checkpoint, secure, capsys, monkeypatch):
+    from secmoe_jax import _cli_infer
+
+    def load(args):  # the module's deployment (same shapes: no recompilation)
+        assert args.checkpoint == str(checkpoint)
+        secure.setup_seconds, secure.path = 0.0, args.checkpoint
+        return secure
+
+    monkeypatch.setattr(_cli_infer, "_load", load)
+    argv = ["infer", "--checkpoint", str(checkpoint), "--json"]
+    rc = cli.main(argv + sum((["--text", t] for t in TEXTS[:4]), []))
+    rep = json.loads(capsys.readouterr().out)
+    assert rc == 0 and rep["all_agree"] and len(rep["predictions"]) == 4
+    assert rep["rounds"] > 0 and rep["online_mb"] > 0 and rep["wan_seconds"] > rep["seconds"]
+    rc = cli.main(["demo", "--checkpoint", str(checkpoint)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "plaintext check: all predictions agree" in out and "rounds" in out
+    assert cli.main(["infer", "--checkpoint", str(checkpoint)]) == 2
+
+
+def test_embedded_demo_model_is_small_and_loads():
+    path = assets.default_model_path()
+    assert path.stat().st_size <= 8 * 2**20
+    model = SecureModel.from_checkpoint(str(path))
+    assert model.cfg.layers == 2 and model.cfg.softmax == "2quad"
+    assert model.vocab_map is not None and len(model.label_names) == 2
+    ids, mask = model.encode(list(DEMO_TEXTS))
+    assert ids.shape == mask.shape and ids.shape[1] % 16 == 0
+    assert np.all(ids < model.cfg.vocab_size)
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    from secmoe_jax.training import CheckpointError
+
+    with pytest.raises(CheckpointError, match="does not exist"):
+        cli.main(["infer", "--checkpoint", str(tmp_path / "nope.npz"), "--text", "hi"])
+
+
+@pytest.mark.parametrize("argv", [["demo"], ["infer"], ["eval"], ["bench", "model"]])
+def test_inference_commands_have_help(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*argv, "--help"])
+    assert exc.value.code == 0 and "usage: secmoe" in capsys.readouterr().out
+
+
+def test_bench_model_tiny_records(tmp_path, capsys):
+    out = tmp_path / "m.json"
+    argv = ["bench", "model", "--preset", "tiny", "--variant", "mpc-friendly"]
+    argv += ["--repeats", "1", "--json", "--out", str(out)]
+    assert cli.main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc == json.loads(out.read_text())
+    recs = doc["records"]
+    assert len(recs) == 1
+    for r in recs:
+        assert r["preset"] == "tiny" and r["softmax"] == "2quad" and r["experts"] == 0
+        assert r["online_bytes"] > 0 and r["rounds"] > 0 and r["seconds"] > 0
+        assert r["max_abs_err"] < 5e-2  # logits of a random 1-layer model, fixed point
+    with pytest.raises(ValueError, match="unknown preset"):
+        from secmoe_jax.bench._model_bench import model_records
+
+        model_records("nope")
