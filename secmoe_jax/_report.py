@@ -3,7 +3,8 @@
 ``secmoe docs`` writes
 
 * ``docs/benchmarks.md`` from every ``*.json`` list of records in ``docs/results/`` (written by
-  ``secmoe bench ... --out``), and
+  ``secmoe bench ... --out``) and the MoE layer's records in ``docs/results/moe/*.json``
+  (:func:`render_moe`; a figure ``docs/figures/moe_<name>.png`` is embedded if present), and
 * ``docs/complexity.md`` by tracing each protocol in :data:`COMPLEXITY` (no run): rounds, bytes
   per party and offline material come from :func:`secmoe_jax.cost`, never by hand.
 """
@@ -173,6 +174,116 @@ def render_benchmarks(results: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(out)
 
 
+MOE_NOTE = (
+    "Secure MoE layer (`secmoe bench moe`), one row per (strategy, experts). Online MB: both "
+    "parties; offline MB: dealer material per party; rounds, online and offline bytes are "
+    "those of the UNCHUNKED fused layer (`moe_layer`), traced by `cost()` (no material "
+    "allocated). *chunks* > 1: the run did not fit the material budget (`--max-offline-gb`, "
+    "both parties) and was executed in token chunks: router and capacity on all T tokens, "
+    "then the strategy body on each chunk with the already-kept one-hots and fresh "
+    "material; seconds (both parties, median of the repeats) and dealer seconds are sums "
+    "over the programs, max abs err is that of the concatenated output against the float "
+    "reference. *C*: expert capacity `ceil(cf T k / E)`."
+)
+
+
+def _num(v: Any, fmt: str) -> str:
+    return "—" if v is None else format(v, fmt)
+
+
+def render_moe(results: dict[str, Any], figures: dict[str, str] | None = None) -> str:
+    """Markdown tables of MoE layer records (``docs/results/moe/*.json``), one per file.
+
+    Args:
+      results: file stem -> a list of records or ``{"meta": ..., "records": [...]}``.
+      figures: file stem -> relative path of its figure (embedded under the table).
+
+    Per file: the table (strategy, experts, C, online MB, rounds, offline MB / party,
+    seconds, dealer s, chunks, max abs err), then the growth of online bytes and seconds from
+    the fewest to the most experts per strategy, and each strategy's seconds relative to
+    all-experts at the most experts.
+    """
+    figures = figures or {}
+    out = ["## MoE layer", "", MOE_NOTE, ""]
+    for name, data in sorted(results.items()):
+        meta, records = ({}, data) if isinstance(data, list) else (data["meta"], data["records"])
+        out += [f"### moe/{name}", ""]
+        if meta.get("command"):
+            out += [f"Command: `{meta['command']}`", ""]
+        if meta.get("machine"):
+            out += [f"Machine: {meta['machine']} ({meta.get('date', 'date not recorded')}).", ""]
+        if meta.get("note"):
+            out += [meta["note"], ""]
+        if records:
+            r0 = records[0]
+            out += [
+                f"T = {r0['tokens']}, d = {r0['d_model']}, f = {r0['d_ff']}, k = {r0['top_k']}, "
+                f"capacity factor {r0.get('capacity_factor')}, experts' FFN {r0.get('ffn')}.",
+                "",
+            ]
+        order = list(dict.fromkeys(r["strategy"] for r in records))
+        rows = sorted(records, key=lambda r: (order.index(r["strategy"]), r["experts"]))
+        head = (
+            "| strategy | experts | C | online MB | rounds | offline MB / party | seconds "
+            "| dealer s | chunks | max abs err |"
+        )
+        out += [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            if r.get("skipped"):
+                secs = f"skipped: {r['skipped']}"
+            elif r.get("seconds") is None:
+                secs = "cost only"
+            else:
+                secs = f"{r['seconds']:.3f}"
+            out.append(
+                f"| {r['strategy']} | {r['experts']} | {r.get('capacity', '—')} | "
+                f"{r['online_bytes'] / 1e6:.2f} | {r['rounds']} | "
+                f"{r['offline_bytes'] / 1e6:.1f} | {secs} | "
+                f"{_num(r.get('dealer_seconds'), '.3f')} | {r.get('chunks', 1)} | "
+                f"{_num(r.get('max_abs_err'), '.2e')} |"
+            )
+        out.append("")
+        growth = []
+        for strat in order:
+            rs = {r["experts"]: r for r in records if r["strategy"] == strat}
+            lo, hi = min(rs), max(rs)
+            if lo == hi:
+                continue
+            part = f"{strat}: online bytes ×{rs[hi]['online_bytes'] / rs[lo]['online_bytes']:.2f}"
+            if rs[lo].get("seconds") and rs[hi].get("seconds"):
+                part += f", seconds ×{rs[hi]['seconds'] / rs[lo]['seconds']:.2f}"
+            growth.append(part)
+        slots = {r["experts"]: r["experts"] * r["capacity"] for r in records if r.get("capacity")}
+        if len(set(slots.values())) > 1:
+            listed = ", ".join(f"{slots[e]} at E = {e}" for e in sorted(slots))
+            out += [
+                f"Expert slots E·C: {listed}. `C = ceil(cf T k / E)` rounds up per expert, so "
+                "E·C exceeds cf T k when C is small; dispatch's traffic is linear in E·C, stc "
+                "and all-experts do not depend on C.",
+                "",
+            ]
+        if growth:
+            e_lo = min(r["experts"] for r in records)
+            e_hi = max(r["experts"] for r in records)
+            out += [f"Growth from E = {e_lo} to E = {e_hi}: " + "; ".join(growth) + ".", ""]
+        top = max((r["experts"] for r in records), default=None)
+        ref = next((r for r in records if r["strategy"] == "all" and r["experts"] == top), None)
+        if ref is not None and ref.get("seconds"):
+            rel = [
+                f"{r['strategy']} {r['seconds'] / ref['seconds']:.3f}"
+                for r in rows
+                if r["experts"] == top and r["strategy"] != "all" and r.get("seconds")
+            ]
+            if rel:
+                out += [
+                    f"Seconds relative to all-experts at E = {top}: " + ", ".join(rel) + ".",
+                    "",
+                ]
+        if name in figures:
+            out += [f"![moe/{name}]({figures[name]})", ""]
+    return "\n".join(out)
+
+
 def write_docs(results_dir: str = "docs/results", out_dir: str = "docs") -> list[Path]:
     """Write ``benchmarks.md`` and ``complexity.md``; returns the paths written."""
     out = Path(out_dir)
@@ -181,9 +292,18 @@ def write_docs(results_dir: str = "docs/results", out_dir: str = "docs") -> list
     results = {}
     for path in sorted(Path(results_dir).glob("*.json")):
         results[path.stem] = json.loads(path.read_text())
-    if results:
+    moe = {
+        p.stem: json.loads(p.read_text()) for p in sorted(Path(results_dir, "moe").glob("*.json"))
+    }
+    if results or moe:
+        figures = {
+            n: f"figures/moe_{n}.png" for n in moe if (out / f"figures/moe_{n}.png").exists()
+        }
+        text = render_benchmarks(results) if results else render_benchmarks({})
+        if moe:
+            text = text.rstrip("\n") + "\n\n" + render_moe(moe, figures)
         p = out / "benchmarks.md"
-        p.write_text(render_benchmarks(results))
+        p.write_text(text)
         written.append(p)
     training = sorted(Path(results_dir, "training").glob("*.json"))
     if training:
@@ -197,6 +317,11 @@ def write_docs(results_dir: str = "docs/results", out_dir: str = "docs") -> list
             + render_results_table(training)
         )
         written.append(p)
+    from ._report_infer import write_inference_doc
+
+    inference = write_inference_doc(results_dir, out)
+    if inference is not None:
+        written.append(inference)
     p = out / "complexity.md"
     p.write_text(render_complexity(complexity_rows()))
     written.append(p)

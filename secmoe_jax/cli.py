@@ -1,4 +1,5 @@
-"""The ``secmoe`` command: ``doctor``, ``bench``, ``docs``, ``train``.
+"""The ``secmoe`` command: ``demo``, ``infer``, ``eval``, ``doctor``, ``bench``, ``docs``,
+``train``.
 
 Every subcommand has ``--help``; machine-readable output with ``--json``.
 """
@@ -173,51 +174,9 @@ def _int_list(text: str) -> list[int]:
 
 
 def cmd_bench_moe(args: argparse.Namespace) -> int:
-    from .bench._moe_bench import moe_records
-    from .protocols import MOE_STRATEGIES
+    from .bench._moe_bench import cli_bench_moe
 
-    strategies = [s.strip() for s in args.strategy.split(",") if s.strip()]
-    bad = [s for s in strategies if s not in MOE_STRATEGIES]
-    if bad:
-        print(
-            f"secmoe bench moe: unknown strategy {bad}; use {','.join(MOE_STRATEGIES)}",
-            file=sys.stderr,
-        )
-        return 2
-    if args.top_k not in (1, 2) or args.top_k > min(args.experts):
-        print(
-            "secmoe bench moe: --top-k must be 1 or 2 and at most the number of experts",
-            file=sys.stderr,
-        )
-        return 2
-    records = moe_records(
-        experts=args.experts,
-        tokens=args.tokens,
-        d_model=args.d_model,
-        d_ff=args.d_ff,
-        top_k=args.top_k,
-        strategies=strategies,
-        capacity_factor=args.capacity_factor,
-        repeats=args.repeats,
-        ffn=args.ffn,
-        max_offline_gb=args.max_offline_gb,
-    )
-    if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(records, fh, indent=2)
-    if args.json:
-        _print_json(records)
-    else:
-        for r in records:
-            if "skipped" in r:
-                print(f"{r['strategy']:9s} E={r['experts']:4d} skipped: {r['skipped']}")
-                continue
-            print(
-                f"{r['strategy']:9s} E={r['experts']:4d} {r['online_bytes'] / 1e6:10.2f} MB "
-                f"{r['rounds']:4d} rd {r['seconds']:8.3f} s dealer {r['dealer_seconds']:7.3f} s "
-                f"err {r['max_abs_err']:.2e}"
-            )
-    return 0
+    return cli_bench_moe(args)
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
@@ -281,10 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="One record per (strategy, experts): strategy, experts, tokens, d_model, "
         "d_ff, top_k, online_bytes, rounds, offline_bytes, seconds, dealer_seconds, "
         "max_abs_err against the float reference. Weights are shared and masked once, "
-        "outside the timed region. Configurations whose dealer material would not fit in "
-        "memory are skipped with the reason recorded.",
-        epilog="example:\n  secmoe bench moe --experts 8,16,32,64,128 --tokens 128 --d-model 256 "
-        "--d-ff 1024 --top-k 1 --strategy stc,dispatch --json",
+        "outside the timed region. All-experts and Select-Then-Compute configurations whose "
+        "dealer material exceeds --max-offline-gb run in token chunks (router and capacity "
+        "on all tokens, then the body per chunk with fresh material; the record says "
+        "'chunks'); bytes and rounds are always the unchunked layer's, traced by cost().",
+        epilog="examples:\n  secmoe bench moe --experts 8,16,32,64,128 --tokens 128 --d-model 256 "
+        "--d-ff 1024 --top-k 1 --strategy stc,dispatch,all --out scaling.json --plot scaling.png\n"
+        "  secmoe bench moe --from scaling.json --plot scaling.png",
     )
     b.add_argument("--experts", type=_int_list, default=[8, 16], help="e.g. 8,16,32,64,128")
     b.add_argument("--tokens", type=int, default=128, help="tokens T per group (default 128)")
@@ -313,11 +275,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-offline-gb",
         type=float,
         default=6.0,
-        help="skip configurations whose dealer material exceeds this (both parties)",
+        help="dealer material budget, both parties (default 6): all/stc run in token chunks "
+        "whose material fits (bytes and rounds reported: the unchunked layer's); dispatch "
+        "is skipped if it does not fit",
+    )
+    b.add_argument(
+        "--cost-only", action="store_true", help="trace the costs only (no run, no seconds)"
     )
     b.add_argument("--json", action="store_true", help="print the records as JSON")
-    b.add_argument("--out", help="also write the records to this JSON file")
+    b.add_argument("--out", help="also write {meta, records} to this JSON file")
+    b.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="plot online MB and seconds against experts, one line per strategy (needs matplotlib)",
+    )
+    b.add_argument(
+        "--from",
+        dest="from_json",
+        metavar="FILE.json",
+        help="load records from a result file instead of running (with --plot, --json)",
+    )
     b.set_defaults(func=cmd_bench_moe)
+
+    from . import _cli_infer
+
+    _cli_infer.register_bench(bsub)
 
     p = sub.add_parser(
         "docs",
@@ -329,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="docs", help="output folder")
     p.set_defaults(func=cmd_docs)
 
+    _cli_infer.register(sub)
     try:
         from .training import cli as training_cli
     except ImportError:  # training extras missing: the rest of the CLI still works
@@ -338,9 +321,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _enable_compilation_cache() -> None:
+    """Persist XLA executables across runs (``$SECMOE_CACHE_DIR`` or ``~/.cache/secmoe-jax``):
+    a second ``secmoe demo`` skips compilation. ``SECMOE_CACHE_DIR=off`` disables it."""
+    import os
+    import pathlib
+
+    where = os.environ.get("SECMOE_CACHE_DIR", str(pathlib.Path.home() / ".cache" / "secmoe-jax"))
+    if where.lower() in ("off", "0", "none", ""):
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(where) / "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:  # the `secmoe` command itself (not an in-process call from tests)
+        _enable_compilation_cache()
     return int(args.func(args) or 0)
 
 

@@ -124,11 +124,26 @@ CFG2 = _moe.MoELayerConfig(
 )
 
 
+CHUNKS = ((0, 3), (3, T))  # token chunks of the chunked execution (unequal sizes)
+
+
 def _bodies(x, w, oh, wt, mat):
+    """all, stc, dispatch on the whole group, then stc and all token-chunked (as the bench's
+    ChunkedLayer): capacity on ALL T tokens once, kept bodies per chunk, concatenated."""
     ys = [
         _moe.moe_experts(x.data, w, oh, wt.data, mat, cfg=CFG2.replace(strategy=s))
         for s in _moe.STRATEGIES
     ]
+    koh, kwt = _moe.moe_capacity(oh, wt.data, mat, cfg=CFG2)
+    for s in ("stc", "all"):
+        cfg = CFG2.replace(strategy=s)
+        parts = [
+            _moe.moe_experts(
+                x.data[lo:hi], w, koh[:, lo:hi], kwt[:, lo:hi], mat, cfg=cfg, kept=True
+            )
+            for lo, hi in CHUNKS
+        ]
+        ys.append(jnp.concatenate(parts))
     return sm.Secret(jnp.stack(ys))
 
 
@@ -154,6 +169,8 @@ def test_strategies_agree_with_reference_top2_gated_with_drops(weights):
         np.testing.assert_allclose(y, ref, atol=ATOL)
     np.testing.assert_allclose(ys[0], ys[1], atol=ATOL)
     np.testing.assert_allclose(ys[1], ys[2], atol=ATOL)
+    np.testing.assert_allclose(ys[3], ys[1], atol=ATOL)  # chunked stc == stc
+    np.testing.assert_allclose(ys[4], ys[0], atol=ATOL)  # chunked all == all
     dropped_both = ~kept.any(axis=-1)
     np.testing.assert_array_equal(ys[:, dropped_both], 0.0)  # the residual carries them
 
@@ -171,7 +188,8 @@ def test_capacity_drops_follow_token_order_crafted_router(weights):
     c = CFG2.capacity(T)
     assert np.asarray(r.kept[0]).tolist() == [[True, True]] * c + [[False, False]] * (T - c)
     ys = _run_bodies(x, r, weights, 20)  # same program as above: no new compile
-    for y in ys:
+    assert c < CHUNKS[1][0]  # the second chunk's tokens are dropped by the first's counts
+    for y in ys:  # chunked too: a chunk that recounted the capacity would keep its first C
         np.testing.assert_allclose(y, ref, atol=ATOL)
         np.testing.assert_array_equal(y[c:], 0.0)
 
@@ -302,6 +320,52 @@ def test_layer_cost_is_router_plus_body():
     )
     assert layer.rounds == body.rounds + topk.rounds + gates.rounds
     assert layer.bytes_sent[0] == body.bytes_sent[0] + topk.bytes_sent[0] + gates.bytes_sent[0]
+
+
+def test_token_chunk_pieces_add_up_to_the_layer():
+    """Chunked execution's pieces (bench ``ChunkedLayer``): moe_route + moe_capacity on all T
+    tokens, then moe_experts(kept=True) per token chunk. Their bytes are the fused layer's plus
+    one more opening of x (``8 T D``): every body term is linear in T; the capacity is the
+    comparison batch on ``k T E`` elements, and a kept body applies none."""
+    t, d, f, e, k = 16, 8, 24, 5, 2
+    w = _abstract_weights(d, f, e)
+    cfg = _moe.MoELayerConfig(experts=e, top_k=k, capacity_factor=0.5, gelu="quad")
+    route = sm.cost(lambda x, w, mat: _moe.moe_route(x, w, mat, cfg=cfg), _sds(t, d), w)
+    cap = sm.cost(
+        lambda oh, wt, mat: _moe.moe_capacity(oh, wt, mat, cfg=cfg), _sds(k, t, e), _sds(k, t, e)
+    )
+    pb = max(6, (k * t + cfg.capacity(t) + 1).bit_length() + 1)
+    assert (cap.rounds, cap.bytes_sent[0]) == msb_cost(k * t * e, bits=pb, extras=2)
+    for strategy in ("stc", "all"):
+        scfg = cfg.replace(strategy=strategy)
+        total = route.bytes_sent[0] + cap.bytes_sent[0]
+        for n in (10, 6):  # two chunks of different sizes
+            body = sm.cost(
+                lambda x, w, oh, wt, mat, c=scfg: _moe.moe_experts(
+                    x, w, oh, wt, mat, cfg=c, kept=True
+                ),
+                _sds(n, d),
+                w,
+                _sds(k, n, e),
+                _sds(k, n, e),
+            )
+            formula = _body_cost_formula(strategy, n, d, f, e, k, n, False)  # no capacity
+            assert (body.rounds, body.bytes_sent[0]) == formula
+            total += body.bytes_sent[0]
+        # = the unchunked body (with capacity) after the router, i.e. the fused layer + 8 T D
+        # (test_layer_cost_is_router_plus_body: the layer's body reuses the router's x)
+        full = _body_cost_formula(strategy, t, d, f, e, k, cfg.capacity(t), False)[1]
+        assert total == route.bytes_sent[0] + full
+    with pytest.raises(ValueError, match="kept=True"):
+        sm.cost(
+            lambda x, w, oh, wt, mat: _moe.moe_experts(
+                x, w, oh, wt, mat, cfg=cfg.replace(strategy="dispatch"), kept=True
+            ),
+            _sds(t, d),
+            w,
+            _sds(k, t, e),
+            _sds(k, t, e),
+        )
 
 
 @pytest.mark.parametrize("strategy", ["stc", "dispatch"])

@@ -22,7 +22,14 @@ Three strategies compute the same function (:data:`STRATEGIES`):
   are selected by a degree-3 correlation, so the activation runs once per token and choice;
   online bytes independent of E but for ``T k E`` words of one-hot.
 * ``"dispatch"`` (beyond the paper): a secret dispatch tensor ``[T, E, C]`` moves tokens into
-  expert slots, experts run on their ``C`` slots; cost grows with ``T k cf``, not with E.
+  expert slots, experts run on their ``C`` slots; cost grows with ``E C ~ T k cf``, not with E
+  (but ``C`` is rounded up per expert: see :func:`moe_layer`). With few slots per expert the
+  weight products run as C batched matrix-vector products on the native uint64 dot
+  (:data:`_MATVEC_MAX_ROWS`): local work ``O(E C D F)``, memory-bound.
+
+Large groups run in token chunks (:func:`moe_capacity` on the whole group, then
+:func:`moe_experts` with ``kept=True`` per chunk; ``bench._moe_bench.ChunkedLayer``) when the
+dealer material of "stc" (``O(T k D F)`` words) or "all" (``O(T E F)``) does not fit memory.
 
 Router (shared by the strategies; :func:`route`):
 
@@ -120,7 +127,12 @@ class MoELayerConfig:
             )
 
     def capacity(self, tokens: int) -> int:
-        """Expert capacity ``C`` for ``tokens`` tokens (the reference's formula; T if None)."""
+        """Expert capacity ``C`` for ``tokens`` tokens (the reference's formula; T if None).
+
+        ``ceil`` rounds up per expert: ``E C`` can exceed ``cf T k`` by up to ``E - 1`` slots
+        (at cf = 1.25, T = 128, k = 1: 160 slots at E = 8, 256 at E = 128; see
+        :func:`moe_layer` for what that does to dispatch's traffic).
+        """
         if self.capacity_factor is None:
             return tokens
         return max(1, math.ceil(self.capacity_factor * tokens * self.top_k / self.experts))
@@ -292,7 +304,8 @@ def _gen_mask(key, weights_key, *, x_shape, fixed, disp, sel):
         vals = []
         for spec, w_shape, mid in fixed:
             b = uniform_ring(weight_mask_key(weights_key, mid), w_shape)
-            vals.append(share_value(next(keys), ring_einsum(spec, a, b)))
+            c = _ring_product(spec, a, b)
+            vals.append(share_value(next(keys), c))
         out["fixed"] = tuple(vals)
     if disp:
         e, c = disp
@@ -328,9 +341,62 @@ def _fixed_req(spec: str, x_shape, w: MaskedWeight):
     return (spec, tuple(w.f.shape), w.mask_id)
 
 
+#: Weight products ``[E, C, K] x [E, K, M]`` whose activation has at most this many rows C per
+#: expert (the dispatch body: ``E C ~ cf k T`` slots) run as C batched matrix-vector products
+#: on XLA's native uint64 dot: memory-bound, one pass over the weights per row, whereas the
+#: exact limb kernels re-split the whole weight into float64 digits at every product.
+#: Measured on the 2-core CPU (seconds per product, limbs vs per-row): E = 128, C = 1,
+#: K = 256, M = 1024: 0.72 vs 0.02; E = 32, C = 4: 0.23 vs 0.02; E = 8, C = 16: 0.05 vs 0.01;
+#: K = 768, M = 3072: E = 8, C = 16: 0.36 vs 0.22; E = 4, C = 32: 0.24 vs 0.19; E = 2,
+#: C = 64: 0.17 vs 0.21 (limbs win).
+_MATVEC_MAX_ROWS = 32
+
+
+def _row_label(spec: str, x_shape, w_shape) -> str | None:
+    """The activation's one row label (free in ``x``, absent from ``w``) if the product is a
+    BATCHED (per-expert) product of at most :data:`_MATVEC_MAX_ROWS` matrix-vector products
+    each, else None (e.g. ``"ecd,edf->ecf"`` with C <= 32 -> ``"c"``; ``"td,edf->tef"`` ->
+    None: without a batch label a row would see the whole weight bank transposed)."""
+    ins, out = spec.split("->")
+    xl, wl = ins.split(",")
+    free = [lab for lab in xl if lab not in wl]
+    batch = [lab for lab in xl if lab in wl and lab in out]
+    if len(free) != 1 or free[0] not in out or not batch:
+        return None
+    if x_shape[xl.index(free[0])] > _MATVEC_MAX_ROWS or len(w_shape) != len(wl):
+        return None
+    return free[0]
+
+
+def _ring_product(spec: str, x: Ring, w: Ring) -> Ring:
+    """``ring_einsum(spec, x, w)``, as per-row native matrix-vector products when the
+    activation has few rows (:data:`_MATVEC_MAX_ROWS`); exact either way (mod 2^64)."""
+    row = _row_label(spec, x.shape, w.shape)
+    if row is None:
+        return ring_einsum(spec, x, w)
+    ins, out = spec.split("->")
+    xl, wl = ins.split(",")
+    sub = f"{xl.replace(row, '')},{wl}->{out.replace(row, '')}"
+    ax = xl.index(row)
+    ys = [
+        ring_einsum(sub, jnp.take(x, r, axis=ax), w, backend="native") for r in range(x.shape[ax])
+    ]
+    return jnp.stack(ys, axis=out.index(row))
+
+
 def _fixed_product(spec: str, e_x: Ring, a_sh: Ring, w: MaskedWeight, c: Ring) -> Ring:
     """``einsum(spec, x, W)`` at ``2f`` bits from ``Ê = x - A`` and ``c = einsum(A, B)``."""
+    if _row_label(spec, e_x.shape, w.f.shape) is not None:  # no concatenated weight copy
+        return _ring_product(spec, e_x, _wshare(w)) + _ring_product(spec, a_sh, w.f) + c
     return einsum_pair_sum(spec, e_x, _wshare(w), a_sh, w.f) + c
+
+
+def _weight_product(spec: str, x: Ring, w: MaskedWeight, mat: Material, label: str) -> Ring:
+    """``einsum(spec, x, W)`` at ``2f`` bits for a secret ``x`` (as ``_arith.einsum_weight``
+    with ``trunc="none"``: 1 round, ``8 |x|`` bytes; products by :func:`_ring_product`)."""
+    item = _take_mask(mat, x.shape, fixed=(_fixed_req(spec, x.shape, w),))
+    e_x = comm.open(x - item["a"], label=label)
+    return _fixed_product(spec, e_x, item["a"], w, item["fixed"][0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -604,7 +670,7 @@ def _body_dispatch(x, e_x, item, w, oh, wt, mat, cfg):
         h = h + shl(jnp.concatenate([_wshare(b) for b in biases], axis=-1), f)[:, None]
     h, u = _split(trunc(h, mat, bits=f), cfg)
     act = _activation(h, u, mat, cfg)  # [E, C, F]
-    y = einsum_weight("ecf,efd->ecd", act, w.w_out, mat, frac_bits=f, trunc="none")
+    y = _weight_product("ecf,efd->ecd", act, w.w_out, mat, label="moe_expert_out")
     if w.b_out is not None:
         y = y + shl(_wshare(w.b_out), f)[:, None]
     out = einsum("tec,ecd->td", comb, y, mat, frac_bits=f, trunc="none")  # 3f bits
@@ -674,6 +740,16 @@ def moe_layer(
     without its opening of ``x``. Pinned by ``tests/test_moe.py``. At T = 128, d = 256,
     f = 1024, k = 1, cf = 1, exact router, secmoe6 GeLU (both parties): stc 33.5 MB at E = 8,
     39.6 MB at E = 128; dispatch 35.7 / 40.7 MB; all-experts 262 MB / 4.18 GB.
+
+    Capacity rounding: ``C = ceil(cf T k / E)`` rounds up PER EXPERT, so the slot count
+    ``E C`` exceeds ``cf T k`` when C is small. At cf = 1.25 (same shapes): ``E C`` = 160 at
+    E = 8 (C = 20) but 256 at E = 128 (C = 2, where cf T k / E = 1.25), and dispatch, whose
+    traffic is linear in ``E C``, sends 44.3 MB at E = 8 and 75.1 MB at E = 128 (x1.69,
+    against x1.14 at cf = 1 where ``E C = T`` for every power-of-two E <= T). stc and
+    all-experts do not depend on C (the capacity is one comparison batch on ``k T E``
+    elements whatever C): 33.5 / 39.6 MB and 262 MB / 4.18 GB as at cf = 1. The semantics
+    are the reference's (``training._moe.capacity``); pick cf with ``cf T k / E`` an integer
+    (or cf = 1) to keep dispatch flat in E.
     """
     _check("moe_layer", x, weights, cfg)
     item = _x_item(mat, x, weights, cfg, router=True)
@@ -707,6 +783,7 @@ def moe_experts(
     mat: Material,
     *,
     cfg: MoELayerConfig,
+    kept: bool = False,
 ) -> Ring:
     """The strategy body alone, for a given secret routing (the router is not evaluated).
 
@@ -716,6 +793,13 @@ def moe_experts(
       onehot: ``uint64[k, T, E]`` integer 0/1 one-hots (first choice first).
       weighted: ``uint64[k, T, E]`` ``onehot * gate`` at ``f`` bits.
       cfg: the layer config; ``cfg.strategy`` picks the body.
+      kept: ``True`` when ``onehot`` and ``weighted`` already had the capacity applied
+        (:func:`moe_capacity` over the WHOLE group): the body then applies none. This is
+        what token-chunked execution uses ("all" and "stc" only): the capacity needs the
+        running count over all T tokens of the group, so a chunk of tokens must not recount
+        it; the bodies are otherwise per token, so the outputs of the chunks, concatenated,
+        are the layer's output. "dispatch" cannot be chunked this way (its slots are the
+        group's positions) and raises ``ValueError``.
 
     Returns:
       ``uint64[T, D]`` shares at ``f`` bits.
@@ -748,9 +832,26 @@ def moe_experts(
       ``E C ~ cf k T``: traffic and local work grow with ``T k cf``, not with E.
 
     With a capacity below T, "all" and "stc" first zero the dropped choices: one comparison
-    batch ``[pos < C]`` on ``k T E`` elements, fused with both products (2-3 rounds).
+    batch ``[pos < C]`` on ``k T E`` elements, fused with both products (2-3 rounds; this is
+    :func:`moe_capacity`, skipped with ``kept=True``).
+
+    Chunked execution (``secmoe_jax.bench._moe_bench.ChunkedLayer``): the material of
+    "stc" is ``O(N D F)`` words (the selection correlation ``M``, one ``[D, F]`` matrix per
+    virtual token: inherent to selecting weights per token) and that of "all" ``O(T E F)``;
+    both are linear in T, so a group too large for memory runs as :func:`moe_route` +
+    :func:`moe_capacity` on all T tokens, then this body with ``kept=True`` on token
+    chunks, each with its own fresh material. The chunks' bytes add up to the body's (every
+    term above is linear in T); the rounds are the body's per chunk (chunks are independent
+    and could run concurrently).
     """
     _check("moe_experts", x, weights, cfg)
+    if kept:
+        if cfg.strategy == "dispatch":
+            raise ValueError(
+                "moe_experts: kept=True is for the 'all' and 'stc' bodies; 'dispatch' builds "
+                "its slots from the group's positions and applies the capacity itself"
+            )
+        cfg = cfg.replace(capacity_factor=None)  # C = T: the body drops nothing
     k, t, e = cfg.top_k, x.shape[0], cfg.experts
     for name, v in (("onehot", onehot), ("weighted", weighted)):
         check_ring("moe_experts", v)
@@ -761,12 +862,49 @@ def moe_experts(
     return _BODIES[cfg.strategy](x, e_x, item, weights, onehot, weighted, mat, cfg)
 
 
+def moe_capacity(
+    onehot: Ring, weighted: Ring, mat: Material, *, cfg: MoELayerConfig
+) -> tuple[Ring, Ring]:
+    """Apply the expert capacity to a group's routing: the kept one-hots and gated one-hots.
+
+    Args:
+      onehot: ``uint64[k, T, E]`` integer 0/1 one-hots of ONE group of T tokens (first choice
+        first; from :func:`moe_route`).
+      weighted: ``uint64[k, T, E]`` ``onehot * gate`` at ``cfg.frac_bits``.
+      cfg: the layer config (``top_k``, ``capacity_factor``).
+
+    Returns:
+      ``(kept_onehot, kept_weighted)``, both ``uint64[k, T, E]``: a choice whose position in
+      its expert (running count in token order, all first choices before all second ones) is
+      ``>= C = cfg.capacity(T)`` is zeroed, as in ``training._moe.moe_reference``. Feed them
+      to :func:`moe_experts` with ``kept=True`` (any split of the tokens into chunks).
+
+    Protocol:
+      1. ``pos = cumsum_t(onehot) - 1`` (+ the first choices' counts for the second choice;
+         local).
+      2. ONE comparison batch ``[pos < C]`` on ``ceil(log2(2 k T))``-bit values with the
+         products by ``onehot`` and ``weighted`` fused into it (exact: the bit is an integer).
+
+    Cost: nothing when ``C >= T`` (no choice can reach position T); else the comparison batch
+    on ``k T E`` elements with two fused factors (2-3 rounds; ``msb_cost(k T E, extras=2)``).
+    """
+    k, t, e = cfg.top_k, onehot.shape[1] if onehot.ndim == 3 else -1, cfg.experts
+    for name, v in (("onehot", onehot), ("weighted", weighted)):
+        check_ring("moe_capacity", v)
+        if v.ndim != 3 or tuple(v.shape) != (k, t, e):
+            raise ValueError(
+                f"moe_capacity: {name} must be [k, T, E] with k={k}, E={e}, got {v.shape}"
+            )
+    return _kept(onehot, weighted, mat, cfg, t)
+
+
 __all__ = [
     "FFN_KINDS",
     "STRATEGIES",
     "WEIGHT_NAMES",
     "MoELayerConfig",
     "MoEWeights",
+    "moe_capacity",
     "moe_experts",
     "moe_layer",
     "moe_route",
