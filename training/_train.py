@@ -218,6 +218,9 @@ class LoopResult:
     seconds: float  # wall time of this invocation
 
 
+LOG_EVERY_S = 60.0  # progress lines when stderr is not a terminal
+
+
 def run_loop(
     *,
     name: str,
@@ -277,14 +280,24 @@ def run_loop(
     )
     batches = train_batches(train, tc.batch_size, tc.seed, start, extra_train)
     ex_seen, t_run = 0, time.time()
+    last_line = t_run
     for step in range(start + 1, steps + 1):
         batch = next(batches)
         trainables, opt_state, loss, _ = step_fn(trainables, opt_state, frozen, batch)
         ex_seen += batch["ids"].shape[0]
         if step % 10 == 0 or step == steps:
+            rate = ex_seen / max(time.time() - t_run, 1e-9)
             if show:
-                rate = ex_seen / max(time.time() - t_run, 1e-9)
                 bar.set_postfix(loss=f"{float(loss):.4f}", ex_s=f"{rate:.1f}")
+            elif not quiet and time.time() - last_line >= LOG_EVERY_S:  # logs: a line a minute
+                last_line = time.time()
+                eta = (steps - step) * tc.batch_size / max(rate, 1e-9)
+                print(
+                    f"[{name}] step {step}/{steps} loss {float(loss):.4f} {rate:.1f} ex/s "
+                    f"ETA {eta / 60:.1f} min",
+                    file=sys.stderr,
+                    flush=True,
+                )
         bar.update(1)
         if step % tc.eval_every == 0 or step == steps:
             acc = accuracy(jit_eval, trainables, dev, tc.eval_batch_size, extra_dev, frozen)
