@@ -19,6 +19,7 @@ from .runtime import Cost as Cost
 from .runtime import Mode as Mode
 from .runtime import Program as Program
 from .runtime import Secret as Secret
+from .runtime import clear_caches as clear_caches
 from .runtime import compile as compile  # noqa: A004
 from .runtime import cost as cost
 from .runtime import reveal as reveal

@@ -247,10 +247,15 @@ def generate(plan: Plan, keys: DealerKeys) -> list[Any]:
     return out
 
 
-@functools.cache
+@functools.lru_cache(maxsize=256)
 def _jitted(kind_name: str, params: tuple[tuple[str, Any], ...]) -> Callable[..., Any]:
     gen = kind(kind_name).generate
     return jax.jit(lambda key, weights_key: gen(key, weights_key, **dict(params)))
+
+
+def clear_caches() -> None:
+    """Drop the compiled per-item generators of :func:`generate_items`."""
+    _jitted.cache_clear()
 
 
 def generate_items(plan: Plan, keys: DealerKeys) -> list[Any]:

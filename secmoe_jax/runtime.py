@@ -20,6 +20,7 @@ not have to flip x64 globally (which would change the default dtypes of their ow
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 from collections.abc import Callable, Sequence
@@ -331,17 +332,41 @@ def as_keys(keys: _dealer.DealerKeys | jax.Array | int) -> _dealer.DealerKeys:
     )
 
 
-_PROGRAMS: dict[tuple[Any, Mode, bool], Program] = {}
+# Programs by (fn, mode, record_openings), least recently used first. Bounded: a caller that
+# builds a fresh closure per call would otherwise keep every compiled executable alive (each one
+# holds code pages; a process that maps too many of them is killed by the kernel's map limit).
+_PROGRAMS: collections.OrderedDict[tuple[Any, Mode, bool], Program] = collections.OrderedDict()
+PROGRAM_CACHE_SIZE = 64
 
 
 def compile(  # noqa: A001 - mirrors jax.jit's role
     fn: Callable[..., Any], *, mode: str | Mode = Mode.SIMULATE, record_openings: bool = False
 ) -> Program:
-    """A cached :class:`Program` for ``fn`` (same ``fn`` and mode -> same program)."""
+    """A cached :class:`Program` for ``fn`` (same ``fn`` and mode -> same program).
+
+    The cache keeps the :data:`PROGRAM_CACHE_SIZE` most recently used programs;
+    :func:`clear_caches` empties it.
+    """
     key = (fn, Mode(mode), record_openings)
-    if key not in _PROGRAMS:
+    if key in _PROGRAMS:
+        _PROGRAMS.move_to_end(key)
+    else:
         _PROGRAMS[key] = Program(fn, mode=mode, record_openings=record_openings)
+        while len(_PROGRAMS) > PROGRAM_CACHE_SIZE:
+            _PROGRAMS.popitem(last=False)
     return _PROGRAMS[key]
+
+
+def clear_caches() -> None:
+    """Drop every cached program and compiled dealer generator, and JAX's own caches.
+
+    Frees their compiled executables; the next call compiles again. Long-lived processes that
+    run many differently shaped protocols (a test suite, a benchmark sweep) call this between
+    phases.
+    """
+    _PROGRAMS.clear()
+    _dealer.clear_caches()
+    jax.clear_caches()
 
 
 def run(

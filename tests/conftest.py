@@ -5,10 +5,13 @@ points, and the suite checks that this works with the user's default configurati
 raw ring kernels use the ``x64`` fixture.
 """
 
+import gc
 import os
 
 import jax
 import pytest
+
+import secmoe_jax
 
 jax.config.update("jax_num_cpu_devices", 2)
 # Tests run many small, distinct programs: XLA's optimisation passes cost more than they save
@@ -16,6 +19,19 @@ jax.config.update("jax_num_cpu_devices", 2)
 # no test depends on fused float rounding. SECMOE_TEST_OPTIMIZE=1 restores the defaults.
 if os.environ.get("SECMOE_TEST_OPTIMIZE") != "1":
     jax.config.update("jax_disable_most_optimizations", True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_programs():
+    """Free each module's compiled executables when it ends.
+
+    Every executable keeps its code mapped; the whole suite in one process would otherwise hold
+    tens of thousands of mappings and run into the kernel's per-process map limit
+    (``vm.max_map_count``, 65530 by default), which kills the process in the middle of a compile.
+    """
+    yield
+    secmoe_jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture

@@ -123,3 +123,15 @@ def test_network_estimate():
     c = sm.Cost(rounds=10, bytes_sent=(125_000_000, 1000))
     assert c.estimate(1.0, sm.LAN) == pytest.approx(1.0 + 10 * 0.5e-3 + 1.0)
     assert c.estimate(0.0, sm.WAN) == pytest.approx(10 * 4e-3 + 2.5)
+
+
+def test_program_cache_is_bounded_and_clearable():
+    from secmoe_jax import runtime
+
+    fns = [lambda x, mat, i=i: x for i in range(runtime.PROGRAM_CACHE_SIZE + 5)]
+    for f in fns:
+        assert sm.compile(f) is sm.compile(f)  # cached while recent
+    assert len(runtime._PROGRAMS) == runtime.PROGRAM_CACHE_SIZE
+    assert all(k[0] is not fns[0] for k in runtime._PROGRAMS)  # least recently used went first
+    sm.clear_caches()
+    assert not runtime._PROGRAMS and dealer._jitted.cache_info().currsize == 0
