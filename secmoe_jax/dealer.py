@@ -250,12 +250,40 @@ def generate(plan: Plan, keys: DealerKeys) -> list[Any]:
 @functools.lru_cache(maxsize=256)
 def _jitted(kind_name: str, params: tuple[tuple[str, Any], ...]) -> Callable[..., Any]:
     gen = kind(kind_name).generate
-    return jax.jit(lambda key, weights_key: gen(key, weights_key, **dict(params)))
+
+    def item(key, weights_key):
+        return gen(key, weights_key, **dict(params))
+
+    item.__name__ = item.__qualname__ = f"dealer_{kind_name}"  # names the compiled program
+    return jax.jit(item)
 
 
 def clear_caches() -> None:
     """Drop the compiled per-item generators of :func:`generate_items`."""
     _jitted.cache_clear()
+
+
+def distinct_items(plan: Plan) -> list[tuple[str, tuple[tuple[str, Any], ...]]]:
+    """The distinct ``(kind, params)`` of ``plan``'s items, scanned blocks' sub-plans included,
+    in first-use order: what :func:`generate_items` compiles."""
+    found: dict[tuple[str, tuple[tuple[str, Any], ...]], None] = {}
+
+    def walk(p: Plan) -> None:
+        for req in p.requests:
+            if req.kind == "scan":
+                walk(req.kwargs()["plan"])
+            else:
+                found.setdefault((req.kind, req.params), None)
+
+    walk(plan)
+    return list(found)
+
+
+def compile_item(item: tuple[str, tuple[tuple[str, Any], ...]], keys: DealerKeys) -> None:
+    """Compile one distinct item's generator ahead of :func:`generate_items` (which then finds
+    it in the jit cache); safe to call from several threads at once."""
+    with jax.enable_x64(True):  # thread-local: scoped here, not inherited from the caller
+        _jitted(*item).lower(keys.query, keys.weights).compile()
 
 
 def generate_items(plan: Plan, keys: DealerKeys) -> list[Any]:

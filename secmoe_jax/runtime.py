@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -301,6 +302,39 @@ class Program:
         plan = self.plan(*args)
         with jax.enable_x64(True):
             return self._finish(plan, self._run_jit(plan, keys, tuple(args)))
+
+    def warm(
+        self, keys: _dealer.DealerKeys | jax.Array | int, *args: Any, workers: int | None = None
+    ) -> None:
+        """Compile both phases for ``args`` at once: the online program and every distinct
+        dealer generator, in a pool of ``workers`` threads (default: one per CPU core).
+
+        XLA compiles release the GIL, so on a first query the phases' compile times overlap
+        instead of adding up (the dealer's generators are many small programs, the online
+        phase one large one). Afterwards :meth:`material` and :meth:`online` find everything
+        in the jit caches. ``args`` must be the arrays of the coming call (or arrays placed
+        like them): compiled programs are keyed by placement as well as shape.
+        """
+        import concurrent.futures
+        import os
+
+        keys = as_keys(keys)
+        plan = self.plan(*args)
+        with jax.enable_x64(True):
+            mat = jax.eval_shape(lambda k: _dealer.generate_items(plan, k), keys)
+
+        def online() -> None:
+            with jax.enable_x64(True):
+                self._online_jit.lower(plan, mat, tuple(args)).compile()
+
+        jobs = [online] + [
+            functools.partial(_dealer.compile_item, item, keys)
+            for item in _dealer.distinct_items(plan)
+        ]
+        workers = workers or len(os.sched_getaffinity(0))
+        with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
+            for f in [pool.submit(job) for job in jobs]:
+                f.result()  # re-raises a failed compile here
 
     def material(self, keys: _dealer.DealerKeys | jax.Array, *args: Any) -> list[Any]:
         """The dealer phase alone: both parties' material for inputs shaped like ``args``.

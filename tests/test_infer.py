@@ -86,7 +86,7 @@ def test_evaluate_reports_accuracy_and_cost(secure):
         evaluate(model, TEXTS[:2], [0], batch_size=2)
 
 
-def test_cli_infer_and_demo_json(checkpoint, secure, capsys, monkeypatch):
+def test_cli_infer_and_demo_json(checkpoint, secure, capsys, monkeypatch, tmp_path):
     from secmoe_jax import _cli_infer
 
     def load(args):  # the module's deployment (same shapes: no recompilation)
@@ -103,7 +103,19 @@ def test_cli_infer_and_demo_json(checkpoint, secure, capsys, monkeypatch):
     rc = cli.main(["demo", "--checkpoint", str(checkpoint)])
     out = capsys.readouterr().out
     assert rc == 0 and "plaintext check: all predictions agree" in out and "rounds" in out
+    assert "compilation" in out and "total with setup" in out
     assert cli.main(["infer", "--checkpoint", str(checkpoint)]) == 2
+    # the demo's JSON record becomes the demo section of docs/inference.md
+    assert cli.main(["demo", "--checkpoint", str(checkpoint), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["compile_seconds"] == 0.0 or rep["compile_seconds"] < rep["total_seconds"]
+    res = tmp_path / "results"
+    res.mkdir()
+    (res / "demo.json").write_text(json.dumps(rep))
+    assert cli.main(["docs", "--results", str(res), "--out", str(tmp_path)]) == 0
+    doc = (tmp_path / "inference.md").read_text()
+    assert "## The demo (`secmoe demo`)" in doc
+    assert f"| {rep['online_mb']:.1f} | {rep['rounds']} |" in doc
 
 
 def test_embedded_demo_model_is_small_and_loads():

@@ -135,3 +135,39 @@ def test_program_cache_is_bounded_and_clearable():
     assert all(k[0] is not fns[0] for k in runtime._PROGRAMS)  # least recently used went first
     sm.clear_caches()
     assert not runtime._PROGRAMS and dealer._jitted.cache_info().currsize == 0
+
+
+def test_warm_compiles_both_phases_up_front_and_changes_no_result():
+    rng = np.random.default_rng(3)
+    x = sm.share(rng.normal(size=(5, 3)), jax.random.key(1))
+    y = sm.share(rng.normal(size=(5, 3)), jax.random.key(2), owner=sm.SERVER)
+
+    def block(a, b, mat):  # a scanned block too: its sub-plan's items are compiled as well
+        def body(c, _, m):
+            return sm.Secret(pr.mul(c.data, b.data, m)), None
+
+        return pr.scan(body, _fn(a, b, mat)[0], None, mat, length=3)[0]
+
+    keys = sm.runtime.as_keys(9)
+    cold = sm.Program(block)
+    want = cold.online(cold.material(keys, x, y), x, y)
+    sm.clear_caches()
+    compiled = []  # names of the programs XLA compiles
+
+    def listen(event, secs, *, fun_name="", **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(fun_name)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        prog = sm.Program(block)
+        prog.warm(keys, x, y, workers=2)
+        phases = [n for n in compiled if "_online" in n or "dealer_" in n]
+        assert any("_online" in n for n in phases) and any("dealer_" in n for n in phases)
+        compiled.clear()
+        got = prog.online(prog.material(keys, x, y), x, y)
+        # (eager helpers such as the stacking of scanned items may still compile once)
+        assert not [n for n in compiled if "_online" in n or "dealer_" in n], compiled
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    np.testing.assert_array_equal(np.asarray(got.data), np.asarray(want.data))
