@@ -98,6 +98,9 @@ def render_eval(reports: dict[str, dict[str, Any]]) -> list[str]:
     cmds = [r.get("command") for _, r in sorted(reports.items()) if r.get("command")]
     if cmds:
         out += ["", "Commands:", ""] + [f"- `{c}`" for c in cmds]
+    notes = [f"- {name}: {r['note']}" for name, r in sorted(reports.items()) if r.get("note")]
+    if notes:
+        out += ["", "Notes:", "", *notes]
     out.append("")
     return out
 

@@ -15,7 +15,8 @@ def render_results_table(paths: Sequence[str | pathlib.Path]) -> str:
         Teachers come first, then students in the given order.
 
     Returns:
-      The table as markdown text, ending with a newline.
+      The table as markdown text, then the runs' notes (conditions, shortened schedules), if
+      any, ending with a newline.
     """
     rows = [json.loads(pathlib.Path(p).read_text()) for p in paths]
     rows.sort(key=lambda m: m.get("kind") != "teacher")
@@ -35,4 +36,7 @@ def render_results_table(paths: Sequence[str | pathlib.Path]) -> str:
         out.append(
             f"| {m['name']} | {nl} | {acc:.4f} | {delta} | {m['minutes']:.1f} | `{m['command']}` |"
         )
+    notes = [f"- {m['name']}: {m['note']}" for m in rows if m.get("note")]
+    if notes:
+        out += ["", "Notes:", "", *notes]
     return "\n".join(out) + "\n"
