@@ -411,7 +411,7 @@ def test_tiny_teacher_and_distillation_end_to_end(tmp_path, capsys):
     noted = json.loads((tmp_path / "e" / "metrics.json").read_text()) | {"note": "short run"}
     (tmp_path / "noted.json").write_text(json.dumps(noted))
     table = tr.render_results_table([tmp_path / "t" / "metrics.json", tmp_path / "noted.json"])
-    assert table.endswith("Notes:\n\n- student (e): short run\n")
+    assert table.endswith("Notes:\n\n- student (e) (tiny): short run\n")
 
 
 def test_cli_distill_rejects_bad_teacher(tmp_path, capsys):
