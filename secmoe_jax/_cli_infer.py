@@ -173,18 +173,6 @@ def cmd_infer(args: argparse.Namespace) -> int:
     return 0
 
 
-def _count(report: Any) -> Any:
-    """A ``progress(n)`` callback (n finished in the last batch) that reports the running
-    total to ``report``."""
-    done = [0]
-
-    def progress(n: int) -> None:
-        done[0] += n
-        report(done[0])
-
-    return progress
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -212,16 +200,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 2
     show = not args.quiet and sys.stderr.isatty()
     t0 = time.perf_counter()
-    last_line = [t0]
+    done, last_line = [0], [t0]
 
-    def log_line(done: int) -> None:  # not a terminal (a log file): a line a minute
+    def log_line(n: int) -> None:  # not a terminal (a log file): a line a minute
+        done[0] += n
         now = time.perf_counter()
         if not args.quiet and now - last_line[0] >= 60.0:
             last_line[0] = now
-            rate = done / (now - t0)
-            eta = (len(texts) - done) / max(rate, 1e-9)
+            rate = done[0] / (now - t0)
+            eta = (len(texts) - done[0]) / max(rate, 1e-9)
             print(
-                f"[private eval] {done}/{len(texts)} examples {rate:.2f} ex/s "
+                f"[private eval] {done[0]}/{len(texts)} examples {rate:.2f} ex/s "
                 f"ETA {eta / 60:.1f} min",
                 file=sys.stderr,
                 flush=True,
@@ -233,7 +222,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             texts,
             labels,
             batch_size=args.batch_size,
-            progress=bar.update if show else _count(log_line),
+            progress=bar.update if show else log_line,
         )
     rep = {
         "checkpoint": model.path,
