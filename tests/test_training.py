@@ -241,6 +241,26 @@ def test_upcycle_copies_the_dense_ffn():
     noisy = tr.upcycle(dense, 4, 0.1, jax.random.key(2))
     assert not np.allclose(noisy["w_in"][0], noisy["w_in"][1])
     np.testing.assert_array_equal(noisy["b_in"][2], dense["b_in"])
+    # top-1 compensation: outputs scaled by E with a tiny router start as the dense FFN
+    comp = tr.upcycle(dense, 4, 0.0, jax.random.key(2), router_std=1e-6, output_scale=4.0)
+    y, r = tr.moe_reference(x, comp, cfg)
+    np.testing.assert_allclose(r.gates, 0.25, atol=1e-4)
+    np.testing.assert_allclose(y, dense_y, rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="output_scale"):
+        tr.upcycle(dense, 4, 0.0, jax.random.key(2), output_scale=0.0)
+
+
+def test_upcycled_top1_student_starts_at_the_dense_teacher():
+    teacher = tr.Encoder(tr.tiny(vocab_size=50), rngs=nnx.Rngs(0))
+    moe = tr.MoEConfig(experts=4, top_k=1, capacity_factor=4.0, router_init_std=1e-6)
+    student = tr.init_student_from_teacher(
+        teacher, teacher.cfg.replace(moe=moe), key=jax.random.key(0), upcycle_noise=0.0
+    )
+    ids = jax.random.randint(jax.random.key(1), (2, 8), 0, 50)
+    mask = jnp.ones((2, 8), jnp.int32)
+    np.testing.assert_allclose(
+        student(ids, mask).logits, teacher(ids, mask).logits, rtol=1e-3, atol=1e-3
+    )
 
 
 # --- student initialisation and checkpoints -------------------------------------------------

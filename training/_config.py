@@ -138,8 +138,14 @@ def student_c(num_labels: int = 2) -> EncoderConfig:
 
 
 def student_d(num_labels: int = 2) -> EncoderConfig:
-    """Student (d): every FFN an 8-expert top-1 MoE (upcycled), "secmoe6" + "2quad"."""
-    moe = MoEConfig(experts=8, top_k=1, capacity_factor=1.25, aux_loss_weight=0.01)
+    """Student (d): every FFN an 8-expert top-1 MoE (upcycled), "secmoe6" + "2quad".
+
+    The router starts small (std 1e-3) so that every gate starts at ~1/8 and the upcycled
+    experts, whose outputs are scaled by 8, start as the teacher's FFN (see ``upcycle``).
+    """
+    moe = MoEConfig(
+        experts=8, top_k=1, capacity_factor=1.25, aux_loss_weight=0.01, router_init_std=1e-3
+    )
     return student_a(num_labels).replace(moe=moe)
 
 

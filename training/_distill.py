@@ -22,7 +22,9 @@ Student/teacher mapping (used for initialisation and for the stage-1 losses):
 - **Vocabulary.** A pruned student vocabulary takes the teacher's embedding rows
   ``vocab_map`` (see :func:`secmoe_jax.training.prune_vocab`); the student's token ids are
   ``remap[teacher ids]``.
-- **MoE.** A dense teacher FFN becomes E experts by :func:`upcycle` (copies plus noise).
+- **MoE.** A dense teacher FFN becomes E experts by :func:`upcycle` (copies plus noise); for
+  top-1 students every expert's output projection is scaled by E so that ``gate * expert``
+  starts equal to the dense FFN (the gate starts near ``1/E``; see :func:`upcycle`).
 
 References: Li et al., "MPCFormer" (ICLR 2023); Jiao et al., "TinyBERT" (2020).
 """
@@ -60,7 +62,7 @@ def init_student_from_teacher(
     *,
     key: jax.Array,
     vocab_map: np.ndarray | None = None,
-    upcycle_noise: float = 0.01,
+    upcycle_noise: float = 0.001,
 ) -> Encoder:
     """A student of config ``cfg`` initialised from ``teacher`` (mapping in the module docstring).
 
@@ -107,7 +109,12 @@ def init_student_from_teacher(
         if cfg.moe.ffn_kind != "gelu":
             raise ValueError("upcycling a GeLU teacher into GLU experts is not defined")
         ex = upcycle(
-            dense, cfg.moe.experts, upcycle_noise, keys[i], router_std=cfg.moe.router_init_std
+            dense,
+            cfg.moe.experts,
+            upcycle_noise,
+            keys[i],
+            router_std=cfg.moe.router_init_std,
+            output_scale=float(cfg.moe.experts) if cfg.moe.top_k == 1 else 1.0,
         )
         for k, v in ex.items():
             moe_flat[p + "moe/" + k] = np.asarray(v)

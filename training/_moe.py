@@ -171,8 +171,17 @@ def upcycle(
     key: jax.Array,
     *,
     router_std: float = 0.02,
+    output_scale: float = 1.0,
 ) -> Params:
     """Sparse upcycling: E experts that start as copies of a dense FFN plus Gaussian noise.
+
+    With top-1 routing the layer's output is ``p_first * expert(x)`` (Switch gates are not
+    renormalised), and a freshly initialised router gives ``p_first`` close to ``1/E``: plain
+    copies would shrink every FFN's contribution about E-fold, which fine-tuning at BERT-like
+    learning rates cannot undo in a few hundred steps (Adam moves a weight by at most ~lr per
+    step). ``output_scale = E`` with a small ``router_std`` makes the upcycled layer start as
+    the dense FFN itself (``p_first * E ~ 1``); :func:`init_student_from_teacher` does this for
+    top-1 students. Top-2 gates are renormalised to sum to 1, so they need no compensation.
 
     Args:
       dense_ffn_params: ``w_in [D, F]``, ``b_in [F]``, ``w_out [F, D]``, ``b_out [D]`` (and
@@ -182,10 +191,14 @@ def upcycle(
         matrices (absolute, not relative); biases are copied exactly.
       key: PRNG key (split once per noisy tensor, plus one for the router).
       router_std: std of the router weights ``[D, E]`` (normal initialisation).
+      output_scale: factor on every expert's output projection ``w_out`` and ``b_out``
+        (applied after the noise).
 
     Returns:
       MoE parameters in the layout of :func:`moe_reference`.
     """
+    if not (output_scale > 0 and math.isfinite(output_scale)):
+        raise ValueError(f"upcycle: output_scale must be a positive number, got {output_scale}")
     names = sorted(dense_ffn_params)
     keys = jax.random.split(key, len(names) + 1)
     out: Params = {}
@@ -194,6 +207,8 @@ def upcycle(
         stacked = jnp.broadcast_to(w, (experts, *w.shape))
         if name.startswith("w_") and noise_std > 0:
             stacked = stacked + noise_std * jax.random.normal(k_i, stacked.shape, jnp.float32)
+        if name in ("w_out", "b_out"):
+            stacked = stacked * output_scale
         out[name] = stacked
     d = out["w_in"].shape[1]
     out["router"] = router_std * jax.random.normal(keys[-1], (d, experts), jnp.float32)
