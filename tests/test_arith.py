@@ -6,6 +6,7 @@ import pytest
 
 import secmoe_jax as sm
 from secmoe_jax import protocols as pr
+from secmoe_jax.kernels import encode
 from secmoe_jax.testing import TraceCounter, assert_openings_masked, assert_uniform_bits
 
 ULP = 2.0**-16
@@ -127,6 +128,26 @@ def test_weights_matmul_matches_float_and_opens_only_activations():
     )
     c = sm.cost(lambda x, mw, mat: pr.matmul_weight(x, mw, mat, trunc="none"), big, mwb)
     assert c.online_bytes == 2 * 8 * 128 * 768  # 1.6 MB: only the activation side
+
+
+def test_weight_mask_is_the_servers_and_the_client_sees_only_a_uniform_f():
+    """P0 (the model owner) holds the whole setup mask B; P1 holds zeros and learns only
+    F = W - B, uniform whatever W is; P0's operand F + b is W itself."""
+    keys = sm.runtime.as_keys(3)
+    setup = lambda w, mat: pr.mask_weight(w.data, mat, mask_id=4)  # noqa: E731
+    fs = []
+    for value in (0.0, 1e4):
+        w = np.full((64, 64), value)
+        mw = sm.run(setup, _share(w, 2, sm.SERVER), key=keys)
+        f, b = np.asarray(mw.f), np.asarray(mw.b)
+        np.testing.assert_array_equal(f[0], f[1])  # opened: public
+        assert not b[1].any()  # the client holds no part of the mask
+        assert_uniform_bits(f[1])
+        assert_uniform_bits(b[0])
+        with jax.enable_x64(True):
+            np.testing.assert_array_equal(f[0] + b[0], np.asarray(encode(w)))  # P0: W
+        fs.append(f[1])
+    assert not np.array_equal(fs[0], fs[1])
 
 
 def test_weight_with_wrong_weights_key_gives_garbage():

@@ -360,11 +360,17 @@ def matmul(
 # --------------------------------------------------------------------------------------------
 @struct.dataclass
 class MaskedWeight:
-    """A secret weight masked once at setup: ``F = W - B`` is public, ``B`` is shared.
+    """A secret weight masked once at setup: ``F = W - B`` is public, ``B`` is the server's.
+
+    The weights are the server's (P0, the model owner) input. The dealer gives the whole mask
+    ``B`` to P0 (``b = B`` on P0, ``b = 0`` on P1): P1 holds only ``F``, uniformly random,
+    and P0 learns nothing it did not know. Every product with a secret activation then costs
+    each party ONE local product with its operand ``F + b`` (P0: ``W``, P1: ``F``) instead of
+    two (see :func:`einsum_weight`).
 
     Attributes:
       f: the opened ``W - B`` (the same on both parties).
-      b: this party's share of the mask ``B``.
+      b: this party's part of the mask: ``B`` on P0, zeros on P1.
       mask_id: static id of ``B`` at the dealer (derived from the dealer's weights key).
     """
 
@@ -375,16 +381,19 @@ class MaskedWeight:
 
 @register_kind("weight_mask", shapes=lambda shape, mask_id: ring_struct(shape))
 def _gen_weight_mask(key, weights_key, *, shape, mask_id):
+    del key  # the mask is derived from the weights key; P0 holds all of it, P1 nothing
     b = uniform_ring(weight_mask_key(weights_key, mask_id), shape)
-    return share_value(key, b)
+    return jnp.stack([b, jnp.zeros_like(b)])
 
 
 def mask_weight(w: Ring, mat: Material, *, mask_id: int) -> MaskedWeight:
     """Setup: mask a secret weight once, opening ``F = W - B`` (1 round, ``8|W|`` per party).
 
-    ``mask_id`` must be unique per weight for a given dealer weights key: two weights masked
-    with the same ``B`` would reveal their difference (``runtime``/``Dealer.new_mask_id`` hand
-    out fresh ids).
+    ``w`` must be the server's input (the model weights; P0 knows ``W``): P0 holds the whole
+    mask ``B``, so P1's message is its raw share of ``W`` (which P0, who made the sharing,
+    knows). P1 learns only ``F = W - B``, uniformly random. ``mask_id`` must be unique per
+    weight for a given dealer weights key: two weights masked with the same ``B`` would reveal
+    their difference (``runtime``/``Dealer.new_mask_id`` hand out fresh ids).
     """
     check_ring("mask_weight", w)
     b = mat.take("weight_mask", shape=tuple(w.shape), mask_id=int(mask_id))
@@ -413,9 +422,9 @@ def _fixed_shapes(spec, x_shape, w_shape, mask_id):
 @register_kind("fixed_einsum", shapes=_fixed_shapes)
 def _gen_fixed(key, weights_key, *, spec, x_shape, w_shape, mask_id):
     ka, k1, k2 = jax.random.split(key, 3)
-    a = uniform_ring(ka, x_shape)
+    a = share_value(k1, uniform_ring(ka, x_shape))
     b = uniform_ring(weight_mask_key(weights_key, mask_id), w_shape)
-    return {"a": share_value(k1, a), "c": share_value(k2, ring_einsum(spec, a, b))}
+    return {"a": a, "c": share_value(k2, ring_einsum(spec, a[1], b))}  # C = A_1 B
 
 
 def einsum_weight(
@@ -429,9 +438,11 @@ def einsum_weight(
 ) -> Ring:
     """Shares of ``einsum(spec, x, W)`` for a secret activation and a masked weight.
 
-    Protocol: the dealer gives shares of a fresh ``A`` and of ``C = einsum(A, B)`` for the
-    weight's setup mask ``B``; open only ``E = x - A``; party i computes
-    ``Z_i = einsum(E, B_i + [i = 0] F) + einsum(A_i, F) + C_i`` as one ring einsum.
+    Protocol: the dealer gives shares of a fresh ``A`` and of ``C = einsum(A_1, B)`` (P1's
+    share of ``A`` against the weight's setup mask ``B``, which P0 holds); open only
+    ``E = x - A``; party i computes ``Z_i = einsum([i = 0] E + A_i, F + b_i) + C_i``, ONE ring
+    einsum of the activation's size: P0 ``(E + A_0) W``, P1 ``A_1 F``, and
+    ``(E + A_0) W + A_1 F + A_1 B = x W``.
 
     Cost: 1 round, ``8|x|`` bytes per party (independent of the weight's size), plus the
     truncation of the output.
@@ -445,7 +456,7 @@ def einsum_weight(
         mask_id=w.mask_id,
     )
     e = comm.open(x - t["a"], label="einsum_weight")
-    z = einsum_pair_sum(spec, e, w.b + is_party0() * w.f, t["a"], w.f) + t["c"]
+    z = ring_einsum(spec, is_party0() * e + t["a"], w.f + w.b) + t["c"]
     return trunc_as(z, mat, frac_bits=frac_bits, mode=trunc)
 
 
