@@ -248,14 +248,23 @@ def generate(plan: Plan, keys: DealerKeys) -> list[Any]:
 
 
 @functools.lru_cache(maxsize=256)
-def _jitted(kind_name: str, params: tuple[tuple[str, Any], ...]) -> Callable[..., Any]:
+def _jitted(
+    kind_name: str, params: tuple[tuple[str, Any], ...], lengths: tuple[int, ...] = ()
+) -> Callable[..., Any]:
+    """One item's generator, jitted; with ``lengths`` (the trip counts of the enclosing
+    scanned blocks, outermost first) vmapped over keys of that shape, writing the stacked
+    ``[2, *lengths, ...]`` items directly (no per-iteration buffers to copy)."""
     gen = kind(kind_name).generate
 
     def item(key, weights_key):
         return gen(key, weights_key, **dict(params))
 
-    item.__name__ = item.__qualname__ = f"dealer_{kind_name}"  # names the compiled program
-    return jax.jit(item)
+    fn = item
+    for _ in lengths:
+        fn = jax.vmap(fn, out_axes=1)
+    suffix = "".join(f"_x{n}" for n in lengths)
+    fn.__name__ = fn.__qualname__ = f"dealer_{kind_name}{suffix}"  # names the compiled program
+    return jax.jit(fn)
 
 
 def clear_caches() -> None:
@@ -263,27 +272,79 @@ def clear_caches() -> None:
     _jitted.cache_clear()
 
 
-def distinct_items(plan: Plan) -> list[tuple[str, tuple[tuple[str, Any], ...]]]:
-    """The distinct ``(kind, params)`` of ``plan``'s items, scanned blocks' sub-plans included,
-    in first-use order: what :func:`generate_items` compiles."""
-    found: dict[tuple[str, tuple[tuple[str, Any], ...]], None] = {}
+Item = tuple[str, tuple[tuple[str, Any], ...], tuple[int, ...]]
 
-    def walk(p: Plan) -> None:
+
+def distinct_items(plan: Plan) -> list[Item]:
+    """The distinct ``(kind, params, lengths)`` of ``plan``'s items in first-use order, where
+    ``lengths`` are the trip counts of the scanned blocks around the item (``()`` at the top):
+    what :func:`generate_items` compiles."""
+    found: dict[Item, None] = {}
+
+    def walk(p: Plan, lengths: tuple[int, ...]) -> None:
         for req in p.requests:
             if req.kind == "scan":
-                walk(req.kwargs()["plan"])
+                kw = req.kwargs()
+                walk(kw["plan"], (*lengths, int(kw["length"])))
             else:
-                found.setdefault((req.kind, req.params), None)
+                found.setdefault((req.kind, req.params, lengths), None)
 
-    walk(plan)
+    walk(plan, ())
     return list(found)
 
 
-def compile_item(item: tuple[str, tuple[tuple[str, Any], ...]], keys: DealerKeys) -> None:
+def _batched(fn: Callable[..., Any], depth: int) -> Callable[..., Any]:
+    for _ in range(depth):
+        fn = jax.vmap(fn)
+    return fn
+
+
+def _fold(keys: jax.Array, i: int, depth: int) -> jax.Array:
+    """``fold_in(k, i)`` for every key of a ``depth``-dimensional key array."""
+    return _batched(lambda k: jax.random.fold_in(k, i), depth)(keys)
+
+
+def _iterations(keys: jax.Array, length: int, depth: int) -> jax.Array:
+    """Per-iteration keys ``fold_in(k, j)``, ``j < length``, as a new trailing key axis."""
+    steps = jnp.arange(length)
+    return _batched(lambda k: jax.vmap(lambda j: jax.random.fold_in(k, j))(steps), depth)(keys)
+
+
+def _item_keys(plan: Plan, keys: DealerKeys) -> dict[Item, tuple[jax.Array, jax.Array]]:
+    """Example ``(query, weights)`` key arrays for every distinct item (for compiling)."""
+    out: dict[Item, tuple[jax.Array, jax.Array]] = {}
+
+    def walk(p: Plan, q: jax.Array, w: jax.Array, lengths: tuple[int, ...]) -> None:
+        for i, req in enumerate(p.requests):
+            qi = _fold(q, i, len(lengths))
+            if req.kind == "scan":
+                n = int(req.kwargs()["length"])
+                walk(
+                    req.kwargs()["plan"],
+                    _iterations(qi, n, len(lengths)),
+                    _iterations(w, n, len(lengths)),
+                    (*lengths, n),
+                )
+            else:
+                out.setdefault((req.kind, req.params, lengths), (qi, w))
+
+    walk(plan, keys.query, keys.weights, ())
+    return out
+
+
+def compile_item(item: Item, keys: DealerKeys, plan: Plan | None = None) -> None:
     """Compile one distinct item's generator ahead of :func:`generate_items` (which then finds
-    it in the jit cache); safe to call from several threads at once."""
+    it in the jit cache); safe to call from several threads at once. ``plan`` (the plan the
+    item comes from) is needed for an item inside a scanned block (its keys are batched)."""
+    kind_name, params, lengths = item
     with jax.enable_x64(True):  # thread-local: scoped here, not inherited from the caller
-        _jitted(*item).lower(keys.query, keys.weights).compile()
+        if lengths:
+            if plan is None:
+                raise ValueError("compile_item: an item of a scanned block needs its plan")
+            q, w = _item_keys(plan, keys)[item]
+        else:
+            q, w = keys.query, keys.weights
+        _jitted(kind_name, params, lengths).lower(q, w).compile()
 
 
 def generate_items(plan: Plan, keys: DealerKeys) -> list[Any]:
@@ -291,28 +352,27 @@ def generate_items(plan: Plan, keys: DealerKeys) -> list[Any]:
 
     :func:`generate` traces the whole plan into one program, whose compile time grows with the
     number of items; here every distinct ``(kind, params)`` is compiled once and reused (the
-    items of a Transformer repeat a handful of shapes), and a scanned block's items
-    (:func:`secmoe_jax.protocols.scan`) are generated iteration by iteration and stacked. Used
-    by :meth:`secmoe_jax.runtime.Program.material`.
+    items of a Transformer repeat a handful of shapes). A scanned block's items
+    (:func:`secmoe_jax.protocols.scan`) come from the generator vmapped over the iterations'
+    keys: the stacked item is written once (generating per iteration and stacking would copy
+    the block's whole material, doubling the peak memory). Used by
+    :meth:`secmoe_jax.runtime.Program.material`.
     """
-    out = []
-    for i, req in enumerate(plan.requests):
-        item_key = jax.random.fold_in(keys.query, i)
-        if req.kind == "scan":
-            kw = req.kwargs()
-            per_iter = [
-                generate_items(
-                    kw["plan"],
-                    DealerKeys(
-                        jax.random.fold_in(item_key, j), jax.random.fold_in(keys.weights, j)
-                    ),
-                )
-                for j in range(kw["length"])
-            ]
-            out.append(jax.tree.map(lambda *a: jnp.stack(a, axis=1), *per_iter))
-        else:
-            out.append(_jitted(req.kind, req.params)(item_key, keys.weights))
-    return out
+
+    def walk(p: Plan, q: jax.Array, w: jax.Array, lengths: tuple[int, ...]) -> list[Any]:
+        out = []
+        for i, req in enumerate(p.requests):
+            qi = _fold(q, i, len(lengths))
+            if req.kind == "scan":
+                n = int(req.kwargs()["length"])
+                sub_q = _iterations(qi, n, len(lengths))
+                sub_w = _iterations(w, n, len(lengths))
+                out.append(walk(req.kwargs()["plan"], sub_q, sub_w, (*lengths, n)))
+            else:
+                out.append(_jitted(req.kind, req.params, lengths)(qi, w))
+        return out
+
+    return walk(plan, keys.query, keys.weights, ())
 
 
 def weight_mask_key(weights_key: jax.Array, mask_id: int) -> jax.Array:

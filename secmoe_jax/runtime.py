@@ -328,7 +328,7 @@ class Program:
                 self._online_jit.lower(plan, mat, tuple(args)).compile()
 
         jobs = [online] + [
-            functools.partial(_dealer.compile_item, item, keys)
+            functools.partial(_dealer.compile_item, item, keys, plan)
             for item in _dealer.distinct_items(plan)
         ]
         workers = workers or len(os.sched_getaffinity(0))
