@@ -81,15 +81,16 @@ def render_eval(reports: dict[str, dict[str, Any]]) -> list[str]:
         "(bytes exact from the traced cost; seconds: both parties in simulate mode, compilation",
         "excluded).",
         "",
-        "| checkpoint | student | examples | private acc | plaintext acc | Δ (points) | "
-        "agreement | max logit diff | batch | MB / example | rounds / batch | s / example | "
-        "WAN s / example |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| checkpoint | student | embedding | MoE strategy | examples | private acc | "
+        "plaintext acc | Δ (points) | agreement | max logit diff | batch | MB / example | "
+        "rounds / batch | s / example | WAN s / example |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in sorted(reports.items()):
         delta = 100 * (r["private_accuracy"] - r["plaintext_accuracy"])
         out.append(
-            f"| {name} | {r.get('student') or '-'} | {r['examples']} | "
+            f"| {name} | {r.get('student') or '-'} | {r.get('embedding', 'private')} | "
+            f"{r.get('moe_strategy') or '-'} | {r['examples']} | "
             f"{r['private_accuracy']:.4f} | {r['plaintext_accuracy']:.4f} | {delta:+.2f} | "
             f"{r['agreement']:.4f} | {r['max_logit_diff']:.2e} | {r['batch_size']} | "
             f"{_mb(r['online_bytes_per_example'])} | {r['rounds']} | "

@@ -82,6 +82,8 @@ def test_evaluate_reports_accuracy_and_cost(secure):
     per_example = sum(c.online_bytes for c in costs) / 8
     assert res["online_bytes_per_example"] == pytest.approx(per_example)
     assert res["seconds_per_example"] > 0
+    assert (res["embedding"], res["gelu_strategy"]) == (model.opts.embedding, "stc")
+    assert res["moe_strategy"] == (model.opts.moe_strategy if model.cfg.moe else None)
     with pytest.raises(ValueError, match="labels"):
         evaluate(model, TEXTS[:2], [0], batch_size=2)
 

@@ -102,4 +102,7 @@ def evaluate(
         "lan_seconds_per_example": lan_seconds / examples,
         "wan_seconds_per_example": wan_seconds / examples,
         "compile_seconds": compile_seconds,
+        "embedding": model.opts.embedding,
+        "gelu_strategy": model.opts.gelu_strategy,
+        "moe_strategy": model.opts.moe_strategy if model.cfg.moe is not None else None,
     }
