@@ -275,24 +275,6 @@ def clear_caches() -> None:
 Item = tuple[str, tuple[tuple[str, Any], ...], tuple[int, ...]]
 
 
-def distinct_items(plan: Plan) -> list[Item]:
-    """The distinct ``(kind, params, lengths)`` of ``plan``'s items in first-use order, where
-    ``lengths`` are the trip counts of the scanned blocks around the item (``()`` at the top):
-    what :func:`generate_items` compiles."""
-    found: dict[Item, None] = {}
-
-    def walk(p: Plan, lengths: tuple[int, ...]) -> None:
-        for req in p.requests:
-            if req.kind == "scan":
-                kw = req.kwargs()
-                walk(kw["plan"], (*lengths, int(kw["length"])))
-            else:
-                found.setdefault((req.kind, req.params, lengths), None)
-
-    walk(plan, ())
-    return list(found)
-
-
 def _batched(fn: Callable[..., Any], depth: int) -> Callable[..., Any]:
     for _ in range(depth):
         fn = jax.vmap(fn)
@@ -310,8 +292,11 @@ def _iterations(keys: jax.Array, length: int, depth: int) -> jax.Array:
     return _batched(lambda k: jax.vmap(lambda j: jax.random.fold_in(k, j))(steps), depth)(keys)
 
 
-def _item_keys(plan: Plan, keys: DealerKeys) -> dict[Item, tuple[jax.Array, jax.Array]]:
-    """Example ``(query, weights)`` key arrays for every distinct item (for compiling)."""
+def item_keys(plan: Plan, keys: DealerKeys) -> dict[Item, tuple[jax.Array, jax.Array]]:
+    """The distinct ``(kind, params, lengths)`` items of ``plan`` in first-use order
+    (``lengths``: the trip counts of the scanned blocks around the item, ``()`` at the top),
+    each with example ``(query, weights)`` key arrays of its shape (batched inside scanned
+    blocks): what :func:`generate_items` runs and :func:`compile_item` compiles."""
     out: dict[Item, tuple[jax.Array, jax.Array]] = {}
 
     def walk(p: Plan, q: jax.Array, w: jax.Array, lengths: tuple[int, ...]) -> None:
@@ -332,19 +317,13 @@ def _item_keys(plan: Plan, keys: DealerKeys) -> dict[Item, tuple[jax.Array, jax.
     return out
 
 
-def compile_item(item: Item, keys: DealerKeys, plan: Plan | None = None) -> None:
+def compile_item(item: Item, query_key: jax.Array, weights_key: jax.Array) -> None:
     """Compile one distinct item's generator ahead of :func:`generate_items` (which then finds
-    it in the jit cache); safe to call from several threads at once. ``plan`` (the plan the
-    item comes from) is needed for an item inside a scanned block (its keys are batched)."""
+    it in the jit cache), with keys shaped as :func:`item_keys` gives them; safe to call from
+    several threads at once."""
     kind_name, params, lengths = item
     with jax.enable_x64(True):  # thread-local: scoped here, not inherited from the caller
-        if lengths:
-            if plan is None:
-                raise ValueError("compile_item: an item of a scanned block needs its plan")
-            q, w = _item_keys(plan, keys)[item]
-        else:
-            q, w = keys.query, keys.weights
-        _jitted(kind_name, params, lengths).lower(q, w).compile()
+        _jitted(kind_name, params, lengths).lower(query_key, weights_key).compile()
 
 
 def generate_items(plan: Plan, keys: DealerKeys) -> list[Any]:

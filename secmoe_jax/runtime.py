@@ -328,8 +328,8 @@ class Program:
                 self._online_jit.lower(plan, mat, tuple(args)).compile()
 
         jobs = [online] + [
-            functools.partial(_dealer.compile_item, item, keys, plan)
-            for item in _dealer.distinct_items(plan)
+            functools.partial(_dealer.compile_item, item, *item_keys)
+            for item, item_keys in _dealer.item_keys(plan, keys).items()
         ]
         workers = workers or len(os.sched_getaffinity(0))
         with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
