@@ -177,6 +177,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .secure import evaluate
+    from .secure._eval import peak_rss_gb
     from .training import load_data_file, load_rotten_tomatoes
 
     if not args.private:
@@ -211,10 +212,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
             eta = (len(texts) - done[0]) / max(rate, 1e-9)
             print(
                 f"[private eval] {done[0]}/{len(texts)} examples {rate:.2f} ex/s "
-                f"ETA {eta / 60:.1f} min",
+                f"ETA {eta / 60:.1f} min, peak memory {peak_rss_gb():.1f} GB",
                 file=sys.stderr,
                 flush=True,
             )
+
+    def full(res: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "checkpoint": model.path,
+            "student": model.meta.get("extra", {}).get("student"),
+            "split": args.split,
+            "model": _model_summary(model),
+            **res,
+            "wall_minutes": (time.perf_counter() - t0) / 60,
+            "command": "secmoe " + " ".join(sys.argv[1:]) if sys.argv else None,
+        }
+
+    def write(rep: dict[str, Any]) -> None:
+        if args.out:  # written after every bucket too: a run that dies leaves its partial report
+            with open(args.out, "w", encoding="utf-8") as f:
+                json.dump(rep, f, indent=2)
+                f.write("\n")
 
     with tqdm(total=len(texts), desc="private eval", unit="ex", disable=not show) as bar:
         res = evaluate(
@@ -222,21 +240,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
             texts,
             labels,
             batch_size=args.batch_size,
+            max_batch_tokens=args.max_batch_tokens,
             progress=bar.update if show else log_line,
+            partial=lambda res: write(full(res)),
         )
-    rep = {
-        "checkpoint": model.path,
-        "student": model.meta.get("student"),
-        "split": args.split,
-        "model": _model_summary(model),
-        **res,
-        "wall_minutes": (time.perf_counter() - t0) / 60,
-        "command": "secmoe " + " ".join(sys.argv[1:]) if sys.argv else None,
-    }
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(rep, f, indent=2)
-            f.write("\n")
+    rep = full(res)
+    write(rep)
     if args.json:
         _print_json(rep)
     else:
@@ -252,6 +261,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"WAN {res['wan_seconds_per_example']:.2f} s)"
         )
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -321,7 +340,15 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--private", action="store_true", help="run under MPC (required)")
     p.add_argument("--limit", type=int, help="only the first N examples of the split")
-    p.add_argument("--batch-size", type=int, default=8, help="examples per query (default 8)")
+    p.add_argument(
+        "--batch-size", type=_positive, default=8, help="examples per query (default 8)"
+    )
+    p.add_argument(
+        "--max-batch-tokens",
+        type=_positive,
+        metavar="N",
+        help="cap batch x padded length: long buckets use smaller batches (bounds memory)",
+    )
     p.add_argument(
         "--split", default="test", choices=("train", "validation", "test"), help="default test"
     )

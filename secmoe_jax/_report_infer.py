@@ -79,7 +79,7 @@ def render_eval(reports: dict[str, dict[str, Any]]) -> list[str]:
         "The trained checkpoints themselves run privately on the test split (split by movie);",
         "`plaintext` is the same weights in float32. Per-example cost at the batch size shown",
         "(bytes exact from the traced cost; seconds: both parties in simulate mode, compilation",
-        "excluded).",
+        "excluded). A run that stopped early leaves a partial report, marked \"(partial)\".",
         "",
         "| checkpoint | student | embedding | MoE strategy | examples | private acc | "
         "plaintext acc | Δ (points) | agreement | max logit diff | batch | MB / example | "
@@ -88,9 +88,10 @@ def render_eval(reports: dict[str, dict[str, Any]]) -> list[str]:
     ]
     for name, r in sorted(reports.items()):
         delta = 100 * (r["private_accuracy"] - r["plaintext_accuracy"])
+        done = f"{r['examples']}" + (" (partial)" if r.get("complete") is False else "")
         out.append(
             f"| {name} | {r.get('student') or '-'} | {r.get('embedding', 'private')} | "
-            f"{r.get('moe_strategy') or '-'} | {r['examples']} | "
+            f"{r.get('moe_strategy') or '-'} | {done} | "
             f"{r['private_accuracy']:.4f} | {r['plaintext_accuracy']:.4f} | {delta:+.2f} | "
             f"{r['agreement']:.4f} | {r['max_logit_diff']:.2e} | {r['batch_size']} | "
             f"{_mb(r['online_bytes_per_example'])} | {r['rounds']} | "

@@ -336,6 +336,19 @@ class Program:
             for f in [pool.submit(job) for job in jobs]:
                 f.result()  # re-raises a failed compile here
 
+    def clear_cache(self) -> None:
+        """Drop this program's plans and compiled executables (every input shape).
+
+        The next call of a shape traces and compiles again. Long runs over many shapes (an
+        evaluation walking sequence buckets in order) call this when a shape will not come
+        back, so that memory does not grow with the number of shapes seen. The dealer's
+        per-item generators are shared between programs: :func:`clear_caches` drops those.
+        """
+        self._plans.clear()
+        self._labels.clear()
+        self._run_jit.clear_cache()
+        self._online_jit.clear_cache()
+
     def material(self, keys: _dealer.DealerKeys | jax.Array, *args: Any) -> list[Any]:
         """The dealer phase alone: both parties' material for inputs shaped like ``args``.
 

@@ -8,7 +8,7 @@ from flax import nnx
 
 from secmoe_jax import assets, cli
 from secmoe_jax._cli_infer import DEMO_TEXTS
-from secmoe_jax.secure import SecureModel, bucket_length, evaluate
+from secmoe_jax.secure import SecureModel, bucket_length, eval_batches, evaluate
 from secmoe_jax.training import Encoder, Tokenizer, prune_vocab, save_checkpoint, tiny
 from secmoe_jax.training._checkpoint import flat_to_model, params_to_flat
 
@@ -49,6 +49,26 @@ def test_bucket_length():
     assert [bucket_length(n, 64) for n in (1, 16, 17, 33, 64, 90)] == [16, 16, 32, 48, 64, 64]
 
 
+def test_eval_batches_group_by_bucket_and_cap_tokens():
+    lengths = np.array([40, 3, 17, 5, 33, 20, 64, 2])
+    plan = eval_batches(lengths, 2, 64)
+    assert [(list(i), t, n) for i, t, n in plan] == [
+        ([7, 1], 16, 2),
+        ([3], 16, 2),  # a bucket's last batch: filled up to its size by the caller
+        ([2, 5], 32, 2),
+        ([4, 0], 48, 2),
+        ([6], 64, 2),
+    ]
+    capped = eval_batches(lengths, 2, 64, max_batch_tokens=64)
+    assert [(t, n) for _, t, n in capped] == [(16, 2), (16, 2), (32, 2), (48, 1), (48, 1), (64, 1)]
+    assert sorted(np.concatenate([i for i, _, _ in capped])) == list(range(8))
+    assert [n for _, _, n in eval_batches(lengths, 4, 64, max_batch_tokens=1)] == [1] * 8
+    with pytest.raises(ValueError, match="batch_size"):
+        eval_batches(lengths, 0, 64)
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        eval_batches(lengths, 2, 64, max_batch_tokens=0)
+
+
 def test_classify_matches_plaintext(secure):
     model = secure
     preds = model.classify(TEXTS[:4])
@@ -67,9 +87,17 @@ def test_classify_matches_plaintext(secure):
 def test_evaluate_reports_accuracy_and_cost(secure):
     model = secure
     labels = [1, 0, 1, 0, 1, 0, 1]
-    seen = []
-    res = evaluate(model, TEXTS[:7], labels, batch_size=4, progress=seen.append)
+    seen, parts = [], []
+    res = evaluate(
+        model, TEXTS[:7], labels, batch_size=4, progress=seen.append, partial=parts.append
+    )
     assert sum(seen) == 7 and res["batches"] == 2 and res["examples"] == 7
+    assert res["complete"] and res["computed_examples"] == 8 and res["peak_rss_gb"] > 0
+    # after the first bucket (the 4 shortest texts): a partial report of those alone
+    assert len(parts) == 1 and not parts[0]["complete"] and parts[0]["examples"] == 4
+    assert parts[0]["batches"] == 1 and parts[0]["agreement"] == 1.0
+    # each finished bucket's programs were freed: nothing compiled is left behind
+    assert not model.program._plans and model.program._online_jit._cache_size() == 0
     assert res["agreement"] == 1.0
     assert res["private_accuracy"] == res["plaintext_accuracy"]
     assert 0.0 <= res["private_accuracy"] <= 1.0
@@ -162,3 +190,27 @@ def test_bench_model_tiny_records(tmp_path, capsys):
         from secmoe_jax.bench._model_bench import model_records
 
         model_records("nope")
+
+
+def test_cli_eval_writes_its_report(checkpoint, secure, capsys, monkeypatch, tmp_path):
+    from secmoe_jax import _cli_infer
+
+    def load(args):
+        secure.setup_seconds, secure.path = 0.0, args.checkpoint
+        return secure
+
+    monkeypatch.setattr(_cli_infer, "_load", load)
+    data = tmp_path / "data.jsonl"
+    rows = [{"text": t, "label": i % 2} for i, t in enumerate(TEXTS * 2)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "eval.json"
+    argv = ["eval", "--checkpoint", str(checkpoint), "--data", str(data), "--split", "train"]
+    argv += ["--private", "--batch-size", "4", "--max-batch-tokens", "64", "--quiet"]
+    assert cli.main(argv + ["--json", "--out", str(out)]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep == json.loads(out.read_text())
+    assert rep["complete"] and rep["agreement"] == 1.0 and rep["max_batch_tokens"] == 64
+    assert rep["examples"] > 8 and rep["student"] == "test"
+    with pytest.raises(SystemExit):
+        cli.main(argv + ["--max-batch-tokens", "0"])
+    assert "positive integer" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """Secure models: Flax checkpoints evaluated under two-party computation."""
 
+from ._eval import eval_batches as eval_batches
 from ._eval import evaluate as evaluate
 from ._model import SecureModel as SecureModel
 from ._model import SecureOptions as SecureOptions

@@ -472,6 +472,19 @@ class SecureModel:
 
             return np.asarray(decode(jnp.asarray(out[comm.CLIENT]), self.opts.frac_bits))
 
+    def release(self) -> None:
+        """Free every compiled program (private and plaintext) and dealer generator.
+
+        The shares and masked weights stay; the next query compiles its shape again.
+        :func:`evaluate` calls this when it leaves a sequence bucket for a longer one.
+        """
+        from .. import dealer as _dealer
+
+        self.program.clear_cache()
+        _dealer.clear_caches()
+        self._warmed.clear()
+        self._plain = None
+
     def cost(self, batch: int, seq: int) -> Cost:
         """Exact online/offline cost of one query batch (traced, not run)."""
         width = self.cfg.vocab_size if self.opts.embedding == "private" else self.cfg.hidden
