@@ -27,6 +27,11 @@ _EVAL_EPILOG = """examples:
   secmoe eval --private --limit 64                   # the embedded demo model, 64 examples
   secmoe eval --checkpoint runs/student_a/model.npz --private --json > eval_a.json
   secmoe eval --checkpoint runs/student_d/model.npz --private --strategy dispatch
+  # the full test split of a MiniLM-size student on a 2-core CPU (what docs/inference.md ran):
+  secmoe eval --checkpoint runs/student_a/model.npz --private --embedding public --batch-size 4 --max-batch-tokens 64 --out eval_a.json
+
+Batches hold texts of one sequence bucket (lengths rounded up to 16); each bucket compiles
+one program, freed when the bucket is done. --out is rewritten after every bucket.
 """
 
 
@@ -340,9 +345,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--private", action="store_true", help="run under MPC (required)")
     p.add_argument("--limit", type=int, help="only the first N examples of the split")
-    p.add_argument(
-        "--batch-size", type=_positive, default=8, help="examples per query (default 8)"
-    )
+    p.add_argument("--batch-size", type=_positive, default=8, help="examples per query (default 8)")
     p.add_argument(
         "--max-batch-tokens",
         type=_positive,

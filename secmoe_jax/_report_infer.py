@@ -79,7 +79,7 @@ def render_eval(reports: dict[str, dict[str, Any]]) -> list[str]:
         "The trained checkpoints themselves run privately on the test split (split by movie);",
         "`plaintext` is the same weights in float32. Per-example cost at the batch size shown",
         "(bytes exact from the traced cost; seconds: both parties in simulate mode, compilation",
-        "excluded). A run that stopped early leaves a partial report, marked \"(partial)\".",
+        'excluded). A run that stopped early leaves a partial report, marked "(partial)".',
         "",
         "| checkpoint | student | embedding | MoE strategy | examples | private acc | "
         "plaintext acc | Δ (points) | agreement | max logit diff | batch | MB / example | "
