@@ -28,7 +28,7 @@ _EVAL_EPILOG = """examples:
   secmoe eval --checkpoint runs/student_a/model.npz --private --json > eval_a.json
   secmoe eval --checkpoint runs/student_d/model.npz --private --strategy dispatch
   # the full test split of a MiniLM-size student on a 2-core CPU (what docs/inference.md ran):
-  secmoe eval --checkpoint runs/student_a/model.npz --private --embedding public --batch-size 4 --max-batch-tokens 64 --out eval_a.json
+  secmoe eval --checkpoint CKPT --private --embedding public --batch-size 4 --max-batch-tokens 64
 
 Batches hold texts of one sequence bucket (lengths rounded up to 16); each bucket compiles
 one program, freed when the bucket is done. --out is rewritten after every bucket.
