@@ -72,6 +72,15 @@ def render_model(docs: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def _opt(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _batch(r: dict[str, Any]) -> str:
+    cap = r.get("max_batch_tokens")
+    return f"{r['batch_size']}" + (f", ≤ {cap} tokens" if cap else "")
+
+
 def render_eval(reports: dict[str, dict[str, Any]]) -> list[str]:
     out = [
         "## Accuracy under MPC (`secmoe eval --private`)",
@@ -83,8 +92,8 @@ def render_eval(reports: dict[str, dict[str, Any]]) -> list[str]:
         "",
         "| checkpoint | student | embedding | MoE strategy | examples | private acc | "
         "plaintext acc | Δ (points) | agreement | max logit diff | batch | MB / example | "
-        "rounds / batch | s / example | WAN s / example |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "rounds / batch | s / example | WAN s / example | wall min | peak GB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in sorted(reports.items()):
         delta = 100 * (r["private_accuracy"] - r["plaintext_accuracy"])
@@ -93,9 +102,10 @@ def render_eval(reports: dict[str, dict[str, Any]]) -> list[str]:
             f"| {name} | {r.get('student') or '-'} | {r.get('embedding', 'private')} | "
             f"{r.get('moe_strategy') or '-'} | {done} | "
             f"{r['private_accuracy']:.4f} | {r['plaintext_accuracy']:.4f} | {delta:+.2f} | "
-            f"{r['agreement']:.4f} | {r['max_logit_diff']:.2e} | {r['batch_size']} | "
+            f"{r['agreement']:.4f} | {r['max_logit_diff']:.2e} | {_batch(r)} | "
             f"{_mb(r['online_bytes_per_example'])} | {r['rounds']} | "
-            f"{r['seconds_per_example']:.3f} | {r['wan_seconds_per_example']:.3f} |"
+            f"{r['seconds_per_example']:.3f} | {r['wan_seconds_per_example']:.3f} | "
+            f"{_opt(r.get('wall_minutes'), '.1f')} | {_opt(r.get('peak_rss_gb'), '.1f')} |"
         )
     cmds = [r.get("command") for _, r in sorted(reports.items()) if r.get("command")]
     if cmds:

@@ -214,3 +214,12 @@ def test_cli_eval_writes_its_report(checkpoint, secure, capsys, monkeypatch, tmp
     with pytest.raises(SystemExit):
         cli.main(argv + ["--max-batch-tokens", "0"])
     assert "positive integer" in capsys.readouterr().err
+    # the report becomes a row of docs/inference.md's accuracy table; partial runs are marked
+    res = tmp_path / "results"
+    (res / "eval").mkdir(parents=True)
+    (res / "eval" / "full.json").write_text(json.dumps(rep))
+    (res / "eval" / "stopped.json").write_text(json.dumps({**rep, "complete": False}))
+    assert cli.main(["docs", "--results", str(res), "--out", str(tmp_path)]) == 0
+    rows = [r for r in (tmp_path / "inference.md").read_text().splitlines() if "| test |" in r]
+    assert len(rows) == 2 and "| 4, ≤ 64 tokens |" in rows[0]
+    assert f"| {rep['examples']} |" in rows[0] and f"| {rep['examples']} (partial) |" in rows[1]
