@@ -344,7 +344,7 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--private", action="store_true", help="run under MPC (required)")
-    p.add_argument("--limit", type=int, help="only the first N examples of the split")
+    p.add_argument("--limit", type=_positive, help="only the first N examples of the split")
     p.add_argument("--batch-size", type=_positive, default=8, help="examples per query (default 8)")
     p.add_argument(
         "--max-batch-tokens",
